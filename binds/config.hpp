@@ -1,0 +1,76 @@
+#pragma once
+// binds.yaml: YAML → plain structs → validated, immutable snapshot.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "binds/url.hpp"
+
+namespace binds {
+
+using Millis = std::chrono::milliseconds;
+
+struct PoolSettings {
+  int max = 10;
+  int min = 0;
+  Millis acquire_timeout{5000};
+  Millis idle_timeout{10 * 60 * 1000};
+  Millis max_lifetime{60 * 60 * 1000};
+  bool operator==(const PoolSettings&) const = default;
+};
+
+struct BindConfig {
+  std::string key;
+  DatabaseUrl url;
+  PoolSettings pool;
+  bool operator==(const BindConfig&) const = default;
+};
+
+struct ListenConfig {
+  std::string tcp;   // "host:port"; empty = no TCP listener
+  std::string unix;  // socket path; empty = no Unix listener
+};
+
+struct Limits {
+  std::uint32_t max_frame = 16 * 1024 * 1024;
+  std::uint32_t batch_rows = 500;
+  std::uint32_t batch_bytes = 256 * 1024;     // a ROWS frame is closed once its body passes this
+  std::uint32_t client_buffer = 1024 * 1024;  // per-client outgoing bytes before a query stalls
+  std::uint32_t max_in_flight = 1024;         // requests per client connection
+  std::uint32_t max_clients = 10000;
+};
+
+struct Config {
+  std::string source;  // file path it was read from, for messages
+  ListenConfig listen;
+  std::string default_bind;
+  std::map<std::string, BindConfig> binds;
+  Limits limits;
+
+  const BindConfig* find(const std::string& key) const {
+    auto it = binds.find(key);
+    return it == binds.end() ? nullptr : &it->second;
+  }
+};
+
+// Every validation failure: "FILE:LINE: KEY.PATH: what is wrong". Never contains a password.
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// Reads and validates a file. ${NAME} is expanded from the environment (unset → error).
+// Relative paths (Unix socket, SQLite files) resolve against the config file's folder.
+std::shared_ptr<const Config> load_config_file(const std::string& path);
+// Same, from text (path used in messages and to resolve relative paths).
+std::shared_ptr<const Config> load_config_text(const std::string& text, const std::string& path);
+
+// "500ms", "5s", "10m", "1h", "1d"; a bare integer is seconds. Throws std::invalid_argument.
+Millis parse_duration(const std::string& s);
+
+}  // namespace binds

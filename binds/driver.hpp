@@ -1,0 +1,88 @@
+#pragma once
+// One interface in front of the three blocking drivers (libpq, Connector/C++, sqlite3).
+// Driver exceptions never cross this interface: every failure is a BackendError value.
+//
+// Threading: a Connection is used by one thread at a time (the pool guarantees it) and every call
+// may block, so callers run them on a pool worker thread, never on an Asio I/O thread.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "binds/url.hpp"
+#include "protocol/errors.hpp"
+#include "protocol/value.hpp"
+
+namespace binds {
+
+struct BackendError {
+  protocol::ErrorCode code = protocol::ErrorCode::sql_error;
+  std::string message;   // the backend's text; never contains a password
+  std::string sqlstate;  // "" when the backend gave none
+  std::optional<std::int64_t> number;  // MySQL errno, SQLite extended code
+  // The backend connection can no longer be trusted (socket closed, protocol desync): the pool
+  // must discard it instead of reusing it.
+  bool connection_broken = false;
+};
+
+// Receives a result as it streams. Called on the worker thread that runs execute().
+// Returning false asks the driver to stop fetching (the client went away or the request was
+// abandoned); execute() then returns promptly and leaves the connection usable.
+class RowSink {
+ public:
+  virtual ~RowSink() = default;
+  virtual bool columns(std::vector<protocol::Column> columns) = 0;
+  virtual bool row(protocol::Row& row) = 0;  // the row may be moved from
+};
+
+struct ExecResult {
+  std::int64_t affected = 0;   // DML: affected rows; queries: rows returned
+  std::int64_t row_count = 0;  // rows passed to the sink
+  std::optional<std::int64_t> last_insert_id;
+};
+
+enum class TxStatus {
+  idle,       // autocommit: safe to hand to another client
+  in_tx,      // inside a transaction block
+  failed_tx,  // inside a transaction that has failed (PostgreSQL): needs ROLLBACK
+  unknown,    // status could not be read (connection broken)
+};
+
+class Connection {
+ public:
+  virtual ~Connection() = default;
+  virtual Backend backend() const = 0;
+
+  // Runs one statement with positional parameters bound by the driver.
+  // Returns nothing on success (out filled), or the error.
+  virtual std::optional<BackendError> execute(std::string_view sql,
+                                              const std::vector<protocol::Value>& params,
+                                              RowSink& sink, ExecResult& out) = 0;
+
+  // The backend's transaction status as of the last statement (cheap: no round trip where the
+  // backend reports it with every reply).
+  virtual TxStatus tx_status() = 0;
+
+  // Ends any open transaction. Used before a connection goes back to the pool.
+  virtual std::optional<BackendError> rollback() = 0;
+
+  // Cheap liveness check used before reusing an idle connection (may do a round trip).
+  virtual bool alive() = 0;
+};
+
+// Opens a connection. On failure returns nullptr and fills err (code backend_unavailable).
+// bind_key is used for SQLite memory databases, which are shared per bind.
+std::unique_ptr<Connection> connect(const DatabaseUrl& url, const std::string& bind_key,
+                                    BackendError& err);
+
+namespace detail {
+std::unique_ptr<Connection> connect_postgresql(const DatabaseUrl&, BackendError&);
+std::unique_ptr<Connection> connect_mysql(const DatabaseUrl&, BackendError&);
+std::unique_ptr<Connection> connect_sqlite(const DatabaseUrl&, const std::string& bind_key,
+                                           BackendError&);
+}  // namespace detail
+
+}  // namespace binds

@@ -1,0 +1,62 @@
+#pragma once
+// Typed values as they travel between clients, the broker and backends.
+// Six kinds are native MessagePack types; the rest travel as text tagged with their declared type
+// (PROTOCOL.md §5), so no precision is lost and no client needs a decimal or date library.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace binds::protocol {
+
+enum class Type : std::uint8_t {
+  null = 0,
+  boolean,
+  int64,
+  float64,
+  text,
+  bytes,
+  // Text-encoded types: the value is a string in the canonical form PROTOCOL.md gives.
+  decimal,
+  date,
+  time,
+  timestamp,
+  json,
+  uuid,
+};
+
+// Stable wire names ("int64", "timestamp", ...). Unknown name → false.
+std::string_view type_name(Type t);
+bool type_from_name(std::string_view name, Type& out);
+inline bool is_text_encoded(Type t) { return t >= Type::decimal; }
+
+struct Null {
+  bool operator==(const Null&) const = default;
+};
+struct Bytes {
+  std::string data;  // raw octets
+  bool operator==(const Bytes&) const = default;
+};
+// decimal/date/time/timestamp/json/uuid: canonical text plus its type.
+struct Tagged {
+  Type type = Type::text;
+  std::string text;
+  bool operator==(const Tagged&) const = default;
+};
+
+using Value = std::variant<Null, bool, std::int64_t, double, std::string, Bytes, Tagged>;
+
+Type value_type(const Value& v);
+
+struct Column {
+  std::string name;
+  Type type = Type::text;
+  std::string db_type;  // the backend's own type name, e.g. "int4", "VARCHAR", "DECIMAL"
+  bool operator==(const Column&) const = default;
+};
+
+using Row = std::vector<Value>;
+
+}  // namespace binds::protocol
