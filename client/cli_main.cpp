@@ -1,1 +1,153 @@
-int main() { return 0; }
+// binds: command-line client for bindsd.
+
+#include <yaml-cpp/yaml.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "client/client.hpp"
+#include "client/format.hpp"
+
+namespace {
+
+using namespace binds::client;
+
+constexpr const char* kUsage = R"(usage: binds [--host HOST:PORT | --socket PATH] COMMAND ...
+commands:
+  query [--bind KEY] [--format table|json|csv] SQL [PARAM...]
+        run one statement; placeholders are the backend's own ($1 for PostgreSQL, ? otherwise).
+        PARAM: 42 (int), text (anything else), or typed: null: int:7 float:1.5 bool:true
+               text:42 bytes:DEADBEEF decimal:1.50 date:2024-01-31 time:12:00:00
+               timestamp:2024-01-31T12:00:00 json:{"a":1} uuid:...
+  list [--format table|json]   list the binds (no credentials)
+  ping                         check that bindsd answers
+address: --host/--socket, else $BINDS_ADDR (unix:PATH, tcp:HOST:PORT or HOST:PORT),
+         else listen.unix of ./binds.yaml, else /run/binds/bindsd.sock
+)";
+
+[[noreturn]] void usage_error(const std::string& msg) {
+  std::cerr << "binds: " << msg << "\n" << kUsage;
+  std::exit(2);
+}
+
+std::string default_address() {
+  if (const char* a = std::getenv("BINDS_ADDR"); a && *a) return a;
+  namespace fs = std::filesystem;
+  try {
+    if (fs::exists("binds.yaml")) {
+      YAML::Node n = YAML::LoadFile("binds.yaml");
+      if (n["listen"] && n["listen"]["unix"]) {
+        fs::path p = n["listen"]["unix"].as<std::string>();
+        if (p.is_relative()) p = fs::absolute("binds.yaml").parent_path() / p;
+        return "unix:" + p.lexically_normal().string();
+      }
+    }
+  } catch (const std::exception&) {
+    // Not our job to validate the daemon's config here; fall through to the packaged default.
+  }
+  return "unix:/run/binds/bindsd.sock";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  std::string address;
+  std::size_t i = 0;
+  for (; i < args.size(); ++i) {
+    const auto& a = args[i];
+    if (a == "--host" || a == "--socket") {
+      if (i + 1 >= args.size()) usage_error(a + " needs a value");
+      address = (a == "--host" ? "tcp:" : "unix:") + args[++i];
+    } else if (a == "--help" || a == "-h") {
+      std::cout << kUsage;
+      return 0;
+    } else if (a.rfind("--", 0) == 0) {
+      usage_error("unknown option " + a);
+    } else {
+      break;
+    }
+  }
+  if (i >= args.size()) usage_error("no command given");
+  std::string cmd = args[i++];
+  if (address.empty()) address = default_address();
+
+  std::optional<std::string> bind;
+  Format format = Format::table;
+  std::vector<std::string> rest;
+  for (; i < args.size(); ++i) {
+    const auto& a = args[i];
+    if (!rest.empty()) {  // after the SQL everything is a parameter, even "--x"
+      rest.push_back(a);
+    } else if (a == "--bind" || a == "-b") {
+      if (i + 1 >= args.size()) usage_error("--bind needs a value");
+      bind = args[++i];
+    } else if (a == "--format" || a == "-f") {
+      if (i + 1 >= args.size() || !parse_format(args[i + 1], format))
+        usage_error("--format must be table, json or csv");
+      ++i;
+    } else if (a == "--") {
+      rest.insert(rest.end(), args.begin() + static_cast<long>(i) + 1, args.end());
+      break;
+    } else if (a.rfind("--", 0) == 0 && a.size() > 2) {
+      usage_error("unknown option " + a);
+    } else {
+      rest.push_back(a);
+    }
+  }
+
+  try {
+    if (cmd == "query") {
+      if (rest.empty()) usage_error("query needs SQL");
+      std::vector<Value> params;
+      for (std::size_t j = 1; j < rest.size(); ++j) {
+        try {
+          params.push_back(parse_param(rest[j]));
+        } catch (const std::invalid_argument& e) {
+          usage_error("parameter " + std::to_string(j) + ": " + e.what());
+        }
+      }
+      auto client = Client::connect(address, "binds-cli/0.1.0");
+      auto result = client.query(rest[0], params, bind);
+      print_result(std::cout, result, format);
+    } else if (cmd == "list") {
+      if (!rest.empty()) usage_error("list takes no arguments");
+      auto client = Client::connect(address, "binds-cli/0.1.0");
+      auto binds = client.list_binds();
+      if (format == Format::json) {
+        std::cout << "[";
+        for (std::size_t j = 0; j < binds.size(); ++j)
+          std::cout << (j ? "," : "") << "{\"key\":" << json_escape(binds[j].key)
+                    << ",\"backend\":" << json_escape(binds[j].backend)
+                    << ",\"database\":" << json_escape(binds[j].database)
+                    << ",\"default\":" << (binds[j].is_default ? "true" : "false") << "}";
+        std::cout << "]\n";
+      } else {
+        std::vector<std::vector<std::string>> rows;
+        for (const auto& b : binds) rows.push_back({b.key, b.backend, b.database, b.is_default ? "yes" : ""});
+        print_table(std::cout, {"key", "backend", "database", "default"}, rows);
+      }
+    } else if (cmd == "ping") {
+      if (!rest.empty()) usage_error("ping takes no arguments");
+      auto client = Client::connect(address, "binds-cli/0.1.0");
+      client.ping();
+      std::cout << "ok (" << client.server().server << ", protocol " << client.server().version << ")\n";
+    } else {
+      usage_error("unknown command " + cmd);
+    }
+  } catch (const ServerError& e) {
+    std::cerr << "binds: " << e.what();
+    if (!e.info.sqlstate.empty()) std::cerr << " [SQLSTATE " << e.info.sqlstate << "]";
+    if (e.info.number) std::cerr << " [errno " << *e.info.number << "]";
+    if (e.info.bind) std::cerr << " (bind " << *e.info.bind << ")";
+    std::cerr << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "binds: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

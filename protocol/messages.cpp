@@ -1,1 +1,527 @@
-// placeholder
+#include "protocol/messages.hpp"
+
+#include <limits>
+#include <msgpack.hpp>
+
+namespace binds::protocol {
+
+namespace {
+
+// msgpack's packer writes to anything with write(const char*, size_t).
+struct StringSink {
+  std::string& s;
+  void write(const char* p, std::size_t n) { s.append(p, n); }
+};
+using Packer = msgpack::packer<StringSink>;
+
+// Starts a frame: reserves the header, to be filled by finish_frame once the body length is known.
+std::string start_frame() { return std::string(kHeaderSize, '\0'); }
+
+std::string finish_frame(std::string frame, FrameType type, std::uint32_t id) {
+  FrameHeader h;
+  h.length = static_cast<std::uint32_t>(frame.size() - kHeaderSize);
+  h.type = static_cast<std::uint8_t>(type);
+  h.request_id = id;
+  encode_header(h, reinterpret_cast<unsigned char*>(frame.data()));
+  return frame;
+}
+
+void pack_str(Packer& pk, std::string_view s) {
+  pk.pack_str(static_cast<std::uint32_t>(s.size()));
+  pk.pack_str_body(s.data(), static_cast<std::uint32_t>(s.size()));
+}
+
+void pack_value(Packer& pk, const Value& v) {
+  struct Visitor {
+    Packer& pk;
+    void operator()(const Null&) { pk.pack_nil(); }
+    void operator()(bool b) { b ? pk.pack_true() : pk.pack_false(); }
+    void operator()(std::int64_t i) { pk.pack_int64(i); }
+    void operator()(double d) { pk.pack_double(d); }
+    void operator()(const std::string& s) { pack_str(pk, s); }
+    void operator()(const Bytes& b) {
+      pk.pack_bin(static_cast<std::uint32_t>(b.data.size()));
+      pk.pack_bin_body(b.data.data(), static_cast<std::uint32_t>(b.data.size()));
+    }
+    void operator()(const Tagged& t) {
+      // Ext codes 1..6 follow the Type order from decimal on (PROTOCOL.md §5).
+      auto code = static_cast<std::int8_t>(static_cast<int>(t.type) - static_cast<int>(Type::decimal) + 1);
+      pk.pack_ext(t.text.size(), code);
+      pk.pack_ext_body(t.text.data(), static_cast<std::uint32_t>(t.text.size()));
+    }
+  };
+  std::visit(Visitor{pk}, v);
+}
+
+// Unpacks a body into an object; limits keep a hostile length field from making msgpack allocate
+// more than the body could possibly hold (every element costs at least one byte).
+bool unpack_map(const std::string& body, msgpack::object_handle& oh, std::string& error) {
+  if (body.empty()) {
+    // An empty body reads as an empty map (PROTOCOL.md §2).
+    static const char kEmptyMap = '\x80';
+    oh = msgpack::unpack(&kEmptyMap, 1);
+    return true;
+  }
+  try {
+    std::size_t n = body.size();
+    std::size_t off = 0;
+    msgpack::unpack_limit limit(n, n, n, n, n, 32);
+    oh = msgpack::unpack(body.data(), body.size(), off, nullptr, nullptr, limit);
+    if (off != body.size()) {
+      error = "trailing bytes after the MessagePack body";
+      return false;
+    }
+  } catch (const std::exception& e) {
+    error = std::string("invalid MessagePack: ") + e.what();
+    return false;
+  }
+  if (oh.get().type != msgpack::type::MAP) {
+    error = "frame body is not a MessagePack map";
+    return false;
+  }
+  return true;
+}
+
+using Obj = msgpack::object;
+
+const Obj* find(const Obj& map, std::string_view key) {
+  for (std::uint32_t i = 0; i < map.via.map.size; ++i) {
+    const auto& kv = map.via.map.ptr[i];
+    if (kv.key.type == msgpack::type::STR &&
+        std::string_view(kv.key.via.str.ptr, kv.key.via.str.size) == key)
+      return &kv.val;
+  }
+  return nullptr;
+}
+
+bool get_str(const Obj& map, std::string_view key, std::string& out, bool required,
+             std::string& error) {
+  const Obj* o = find(map, key);
+  if (!o || o->type == msgpack::type::NIL) {
+    if (required) error = "missing \"" + std::string(key) + "\"";
+    return !required;
+  }
+  if (o->type != msgpack::type::STR) {
+    error = "\"" + std::string(key) + "\" must be a string";
+    return false;
+  }
+  out.assign(o->via.str.ptr, o->via.str.size);
+  return true;
+}
+
+bool as_int(const Obj& o, std::int64_t& out) {
+  if (o.type == msgpack::type::POSITIVE_INTEGER) {
+    if (o.via.u64 > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max())) return false;
+    out = static_cast<std::int64_t>(o.via.u64);
+    return true;
+  }
+  if (o.type == msgpack::type::NEGATIVE_INTEGER) {
+    out = o.via.i64;
+    return true;
+  }
+  return false;
+}
+
+bool get_int(const Obj& map, std::string_view key, std::int64_t& out, bool required,
+             std::string& error) {
+  const Obj* o = find(map, key);
+  if (!o || o->type == msgpack::type::NIL) {
+    if (required) error = "missing \"" + std::string(key) + "\"";
+    return !required;
+  }
+  if (!as_int(*o, out)) {
+    error = "\"" + std::string(key) + "\" must be an integer";
+    return false;
+  }
+  return true;
+}
+
+bool get_bool(const Obj& map, std::string_view key, bool& out) {
+  const Obj* o = find(map, key);
+  if (o && o->type == msgpack::type::BOOLEAN) out = o->via.boolean;
+  return true;
+}
+
+bool decode_value(const Obj& o, Value& out, std::string& error) {
+  switch (o.type) {
+    case msgpack::type::NIL: out = Null{}; return true;
+    case msgpack::type::BOOLEAN: out = o.via.boolean; return true;
+    case msgpack::type::POSITIVE_INTEGER:
+    case msgpack::type::NEGATIVE_INTEGER: {
+      std::int64_t i;
+      if (!as_int(o, i)) {
+        error = "integer does not fit a signed 64-bit value";
+        return false;
+      }
+      out = i;
+      return true;
+    }
+    case msgpack::type::FLOAT32:
+    case msgpack::type::FLOAT64: out = o.via.f64; return true;
+    case msgpack::type::STR: out = std::string(o.via.str.ptr, o.via.str.size); return true;
+    case msgpack::type::BIN: out = Bytes{std::string(o.via.bin.ptr, o.via.bin.size)}; return true;
+    case msgpack::type::EXT: {
+      int code = o.via.ext.type();
+      if (code < 1 || code > 6) {
+        error = "unsupported ext type " + std::to_string(code);
+        return false;
+      }
+      out = Tagged{static_cast<Type>(static_cast<int>(Type::decimal) + code - 1),
+                   std::string(o.via.ext.data(), o.via.ext.size)};
+      return true;
+    }
+    case msgpack::type::ARRAY: error = "arrays are not a supported value type"; return false;
+    case msgpack::type::MAP: error = "maps are not a supported value type"; return false;
+    default: error = "unsupported value type"; return false;
+  }
+}
+
+}  // namespace
+
+std::string encode_hello(const Hello& m) {
+  std::string f = start_frame();
+  StringSink sink{f};
+  Packer pk(sink);
+  pk.pack_map(3);
+  pack_str(pk, "magic");
+  pack_str(pk, "binds");
+  pack_str(pk, "versions");
+  pk.pack_array(static_cast<std::uint32_t>(m.versions.size()));
+  for (auto v : m.versions) pk.pack_int64(v);
+  pack_str(pk, "client");
+  pack_str(pk, m.client);
+  return finish_frame(std::move(f), FrameType::hello, 0);
+}
+
+std::string encode_hello_ok(const HelloOk& m) {
+  std::string f = start_frame();
+  StringSink sink{f};
+  Packer pk(sink);
+  pk.pack_map(5);
+  pack_str(pk, "version");
+  pk.pack_int(m.version);
+  pack_str(pk, "server");
+  pack_str(pk, m.server);
+  pack_str(pk, "max_frame");
+  pk.pack_uint32(m.max_frame);
+  pack_str(pk, "batch_rows");
+  pk.pack_uint32(m.batch_rows);
+  pack_str(pk, "default_bind");
+  pack_str(pk, m.default_bind);
+  return finish_frame(std::move(f), FrameType::hello_ok, 0);
+}
+
+std::string encode_query(std::uint32_t id, const QueryRequest& m) {
+  std::string f = start_frame();
+  StringSink sink{f};
+  Packer pk(sink);
+  pk.pack_map(m.bind ? 3 : 2);
+  if (m.bind) {
+    pack_str(pk, "bind");
+    pack_str(pk, *m.bind);
+  }
+  pack_str(pk, "sql");
+  pack_str(pk, m.sql);
+  pack_str(pk, "params");
+  pk.pack_array(static_cast<std::uint32_t>(m.params.size()));
+  for (const auto& v : m.params) pack_value(pk, v);
+  return finish_frame(std::move(f), FrameType::query, id);
+}
+
+std::string encode_empty(FrameType type, std::uint32_t id) {
+  std::string f = start_frame();
+  f.push_back('\x80');  // fixmap of size 0
+  return finish_frame(std::move(f), type, id);
+}
+
+std::string encode_columns(std::uint32_t id, const std::vector<Column>& columns) {
+  std::string f = start_frame();
+  StringSink sink{f};
+  Packer pk(sink);
+  pk.pack_map(1);
+  pack_str(pk, "columns");
+  pk.pack_array(static_cast<std::uint32_t>(columns.size()));
+  for (const auto& c : columns) {
+    pk.pack_map(3);
+    pack_str(pk, "name");
+    pack_str(pk, c.name);
+    pack_str(pk, "type");
+    pack_str(pk, type_name(c.type));
+    pack_str(pk, "db_type");
+    pack_str(pk, c.db_type);
+  }
+  return finish_frame(std::move(f), FrameType::columns, id);
+}
+
+std::string encode_complete(std::uint32_t id, const Complete& m) {
+  std::string f = start_frame();
+  StringSink sink{f};
+  Packer pk(sink);
+  pk.pack_map(4);
+  pack_str(pk, "affected");
+  pk.pack_int64(m.affected);
+  pack_str(pk, "row_count");
+  pk.pack_int64(m.row_count);
+  pack_str(pk, "last_insert_id");
+  if (m.last_insert_id) pk.pack_int64(*m.last_insert_id); else pk.pack_nil();
+  pack_str(pk, "in_transaction");
+  m.in_transaction ? pk.pack_true() : pk.pack_false();
+  return finish_frame(std::move(f), FrameType::complete, id);
+}
+
+std::string encode_error(std::uint32_t id, const ErrorInfo& m) {
+  std::string f = start_frame();
+  StringSink sink{f};
+  Packer pk(sink);
+  pk.pack_map(5);
+  pack_str(pk, "code");
+  pack_str(pk, error_code_name(m.code));
+  pack_str(pk, "message");
+  pack_str(pk, m.message);
+  pack_str(pk, "bind");
+  if (m.bind) pack_str(pk, *m.bind); else pk.pack_nil();
+  pack_str(pk, "sqlstate");
+  if (!m.sqlstate.empty()) pack_str(pk, m.sqlstate); else pk.pack_nil();
+  pack_str(pk, "errno");
+  if (m.number) pk.pack_int64(*m.number); else pk.pack_nil();
+  return finish_frame(std::move(f), FrameType::error, id);
+}
+
+std::string encode_binds(std::uint32_t id, const std::vector<BindInfo>& binds) {
+  std::string f = start_frame();
+  StringSink sink{f};
+  Packer pk(sink);
+  pk.pack_map(1);
+  pack_str(pk, "binds");
+  pk.pack_array(static_cast<std::uint32_t>(binds.size()));
+  for (const auto& b : binds) {
+    pk.pack_map(4);
+    pack_str(pk, "key");
+    pack_str(pk, b.key);
+    pack_str(pk, "backend");
+    pack_str(pk, b.backend);
+    pack_str(pk, "database");
+    pack_str(pk, b.database);
+    pack_str(pk, "default");
+    b.is_default ? pk.pack_true() : pk.pack_false();
+  }
+  return finish_frame(std::move(f), FrameType::binds, id);
+}
+
+void RowBatchWriter::add(const Row& row) {
+  StringSink sink{buf_};
+  Packer pk(sink);
+  pk.pack_array(static_cast<std::uint32_t>(row.size()));
+  for (const auto& v : row) pack_value(pk, v);
+  ++rows_;
+}
+
+std::string RowBatchWriter::finish(std::uint32_t id) {
+  std::string f = start_frame();
+  f.reserve(kHeaderSize + 16 + buf_.size());
+  StringSink sink{f};
+  Packer pk(sink);
+  pk.pack_map(1);
+  pack_str(pk, "rows");
+  pk.pack_array(static_cast<std::uint32_t>(rows_));
+  f.append(buf_);
+  buf_.clear();
+  rows_ = 0;
+  return finish_frame(std::move(f), FrameType::rows, id);
+}
+
+bool decode_hello(const std::string& body, Hello& out, std::string& error) {
+  msgpack::object_handle oh;
+  if (!unpack_map(body, oh, error)) return false;
+  const Obj& m = oh.get();
+  std::string magic;
+  if (!get_str(m, "magic", magic, true, error)) return false;
+  if (magic != "binds") {
+    error = "bad magic (not a binds client?)";
+    return false;
+  }
+  const Obj* v = find(m, "versions");
+  if (!v || v->type != msgpack::type::ARRAY) {
+    error = "\"versions\" must be an array of integers";
+    return false;
+  }
+  out.versions.clear();
+  for (std::uint32_t i = 0; i < v->via.array.size; ++i) {
+    std::int64_t n;
+    if (!as_int(v->via.array.ptr[i], n)) {
+      error = "\"versions\" must be an array of integers";
+      return false;
+    }
+    out.versions.push_back(n);
+  }
+  return get_str(m, "client", out.client, false, error);
+}
+
+bool decode_hello_ok(const std::string& body, HelloOk& out, std::string& error) {
+  msgpack::object_handle oh;
+  if (!unpack_map(body, oh, error)) return false;
+  const Obj& m = oh.get();
+  std::int64_t version = 0, max_frame = 0, batch_rows = 0;
+  if (!get_int(m, "version", version, true, error) ||
+      !get_int(m, "max_frame", max_frame, true, error) ||
+      !get_int(m, "batch_rows", batch_rows, false, error) ||
+      !get_str(m, "server", out.server, false, error) ||
+      !get_str(m, "default_bind", out.default_bind, false, error))
+    return false;
+  out.version = static_cast<int>(version);
+  out.max_frame = static_cast<std::uint32_t>(max_frame);
+  out.batch_rows = static_cast<std::uint32_t>(batch_rows);
+  return true;
+}
+
+bool decode_query(const std::string& body, QueryRequest& out, std::string& error) {
+  msgpack::object_handle oh;
+  if (!unpack_map(body, oh, error)) return false;
+  const Obj& m = oh.get();
+  std::string bind;
+  const Obj* b = find(m, "bind");
+  if (b && b->type != msgpack::type::NIL) {
+    if (!get_str(m, "bind", bind, true, error)) return false;
+    out.bind = std::move(bind);
+  }
+  if (!get_str(m, "sql", out.sql, true, error)) return false;
+  out.params.clear();
+  const Obj* p = find(m, "params");
+  if (p && p->type != msgpack::type::NIL) {
+    if (p->type != msgpack::type::ARRAY) {
+      error = "\"params\" must be an array";
+      return false;
+    }
+    out.params.reserve(p->via.array.size);
+    for (std::uint32_t i = 0; i < p->via.array.size; ++i) {
+      Value v;
+      std::string why;
+      if (!decode_value(p->via.array.ptr[i], v, why)) {
+        error = "parameter " + std::to_string(i + 1) + ": " + why;
+        return false;
+      }
+      out.params.push_back(std::move(v));
+    }
+  }
+  return true;
+}
+
+bool decode_columns(const std::string& body, std::vector<Column>& out, std::string& error) {
+  msgpack::object_handle oh;
+  if (!unpack_map(body, oh, error)) return false;
+  const Obj* cols = find(oh.get(), "columns");
+  if (!cols || cols->type != msgpack::type::ARRAY) {
+    error = "\"columns\" must be an array";
+    return false;
+  }
+  out.clear();
+  for (std::uint32_t i = 0; i < cols->via.array.size; ++i) {
+    const Obj& c = cols->via.array.ptr[i];
+    if (c.type != msgpack::type::MAP) {
+      error = "column entry is not a map";
+      return false;
+    }
+    Column col;
+    std::string type;
+    if (!get_str(c, "name", col.name, true, error) || !get_str(c, "type", type, true, error) ||
+        !get_str(c, "db_type", col.db_type, false, error))
+      return false;
+    if (!type_from_name(type, col.type)) col.type = Type::text;  // newer server: degrade to text
+    out.push_back(std::move(col));
+  }
+  return true;
+}
+
+bool decode_rows(const std::string& body, std::vector<Row>& out, std::string& error) {
+  msgpack::object_handle oh;
+  if (!unpack_map(body, oh, error)) return false;
+  const Obj* rows = find(oh.get(), "rows");
+  if (!rows || rows->type != msgpack::type::ARRAY) {
+    error = "\"rows\" must be an array";
+    return false;
+  }
+  for (std::uint32_t i = 0; i < rows->via.array.size; ++i) {
+    const Obj& r = rows->via.array.ptr[i];
+    if (r.type != msgpack::type::ARRAY) {
+      error = "row is not an array";
+      return false;
+    }
+    Row row;
+    row.reserve(r.via.array.size);
+    for (std::uint32_t j = 0; j < r.via.array.size; ++j) {
+      Value v;
+      if (!decode_value(r.via.array.ptr[j], v, error)) return false;
+      row.push_back(std::move(v));
+    }
+    out.push_back(std::move(row));
+  }
+  return true;
+}
+
+bool decode_complete(const std::string& body, Complete& out, std::string& error) {
+  msgpack::object_handle oh;
+  if (!unpack_map(body, oh, error)) return false;
+  const Obj& m = oh.get();
+  if (!get_int(m, "affected", out.affected, false, error) ||
+      !get_int(m, "row_count", out.row_count, false, error))
+    return false;
+  std::int64_t id = 0;
+  const Obj* l = find(m, "last_insert_id");
+  if (l && l->type != msgpack::type::NIL) {
+    if (!get_int(m, "last_insert_id", id, true, error)) return false;
+    out.last_insert_id = id;
+  } else {
+    out.last_insert_id.reset();
+  }
+  return get_bool(m, "in_transaction", out.in_transaction);
+}
+
+bool decode_error(const std::string& body, ErrorInfo& out, std::string& error) {
+  msgpack::object_handle oh;
+  if (!unpack_map(body, oh, error)) return false;
+  const Obj& m = oh.get();
+  std::string code, bind;
+  if (!get_str(m, "code", code, true, error) || !get_str(m, "message", out.message, false, error) ||
+      !get_str(m, "sqlstate", out.sqlstate, false, error))
+    return false;
+  if (!error_code_from_name(code, out.code)) out.code = ErrorCode::internal;
+  const Obj* b = find(m, "bind");
+  if (b && b->type == msgpack::type::STR) out.bind = std::string(b->via.str.ptr, b->via.str.size);
+  std::int64_t n = 0;
+  const Obj* e = find(m, "errno");
+  if (e && as_int(*e, n)) out.number = n;
+  return true;
+}
+
+bool decode_binds(const std::string& body, std::vector<BindInfo>& out, std::string& error) {
+  msgpack::object_handle oh;
+  if (!unpack_map(body, oh, error)) return false;
+  const Obj* arr = find(oh.get(), "binds");
+  if (!arr || arr->type != msgpack::type::ARRAY) {
+    error = "\"binds\" must be an array";
+    return false;
+  }
+  out.clear();
+  for (std::uint32_t i = 0; i < arr->via.array.size; ++i) {
+    const Obj& b = arr->via.array.ptr[i];
+    if (b.type != msgpack::type::MAP) {
+      error = "bind entry is not a map";
+      return false;
+    }
+    BindInfo info;
+    if (!get_str(b, "key", info.key, true, error) ||
+        !get_str(b, "backend", info.backend, false, error) ||
+        !get_str(b, "database", info.database, false, error))
+      return false;
+    get_bool(b, "default", info.is_default);
+    out.push_back(std::move(info));
+  }
+  return true;
+}
+
+bool decode_empty(const std::string& body, std::string& error) {
+  msgpack::object_handle oh;
+  return unpack_map(body, oh, error);
+}
+
+}  // namespace binds::protocol

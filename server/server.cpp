@@ -1,1 +1,200 @@
-// placeholder
+#include "server/server.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <stdexcept>
+#include <thread>
+
+namespace binds::server {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+
+namespace {
+constexpr auto kShutdownGrace = 5s;
+
+void log_exception(std::exception_ptr e, const char* what) {
+  if (!e) return;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    spdlog::error("{} ended with an exception: {}", what, x.what());
+  }
+}
+}  // namespace
+
+std::shared_ptr<Pool> RouteTable::resolve(const std::optional<std::string>& key,
+                                          std::string& resolved) const {
+  resolved = key && !key->empty() ? *key : config->default_bind;
+  auto it = pools.find(resolved);
+  return it == pools.end() ? nullptr : it->second;
+}
+
+Server::Server(std::shared_ptr<const Config> config, int threads)
+    : threads_(std::max(1, threads)), stop_timer_(io_) {
+  auto rt = std::make_shared<RouteTable>();
+  rt->config = config;
+  for (const auto& [key, bind] : config->binds) rt->pools[key] = std::make_shared<Pool>(io_, bind);
+  routes_ = std::move(rt);
+}
+
+Server::~Server() = default;
+
+void Server::open_tcp(const std::string& addr) {
+  auto colon = addr.rfind(':');
+  if (colon == std::string::npos) throw std::runtime_error("listen.tcp: expected host:port, got " + addr);
+  std::string host = addr.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  std::string port = addr.substr(colon + 1);
+  asio::ip::tcp::resolver resolver(io_);
+  boost::system::error_code ec;
+  auto results = resolver.resolve(host, port, ec);
+  if (ec || results.empty())
+    throw std::runtime_error("listen.tcp: cannot resolve " + addr + ": " + ec.message());
+  asio::ip::tcp::endpoint ep = *results.begin();
+  asio::ip::tcp::acceptor acc(io_);
+  acc.open(ep.protocol(), ec);
+  if (!ec) acc.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acc.bind(ep, ec);
+  if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) throw std::runtime_error("listen.tcp: cannot listen on " + addr + ": " + ec.message());
+  tcp_port_ = acc.local_endpoint().port();
+  spdlog::info("listening on tcp {}:{}", ep.address().to_string(), tcp_port_);
+  tcp_acceptor_.emplace(std::move(acc));
+}
+
+void Server::open_unix(const std::string& path) {
+  std::error_code fec;
+  auto parent = fs::path(path).parent_path();
+  if (!parent.empty()) fs::create_directories(parent, fec);
+  if (fs::exists(path)) {
+    // A socket file left by a crashed daemon is stale; one that still answers belongs to a live one.
+    asio::local::stream_protocol::socket probe(io_);
+    boost::system::error_code ec;
+    probe.connect(asio::local::stream_protocol::endpoint(path), ec);
+    if (!ec) throw std::runtime_error("listen.unix: " + path + " is in use by another process");
+    if (!fs::is_socket(path))
+      throw std::runtime_error("listen.unix: " + path + " exists and is not a socket");
+    fs::remove(path, fec);
+  }
+  asio::local::stream_protocol::acceptor acc(io_);
+  boost::system::error_code ec;
+  asio::local::stream_protocol::endpoint ep(path);
+  acc.open(ep.protocol(), ec);
+  if (!ec) acc.bind(ep, ec);
+  if (!ec) acc.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) throw std::runtime_error("listen.unix: cannot listen on " + path + ": " + ec.message());
+  unix_path_ = path;
+  spdlog::info("listening on unix {}", path);
+  unix_acceptor_.emplace(std::move(acc));
+}
+
+template <class Acceptor>
+static asio::awaitable<void> accept_loop(Server& server, Acceptor& acceptor, std::atomic<bool>& stopping,
+                                         std::uint32_t max_clients) {
+  while (!stopping) {
+    auto strand = asio::make_strand(server.io());
+    boost::system::error_code ec;
+    auto sock = co_await acceptor.async_accept(strand, asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (stopping || ec == asio::error::operation_aborted) break;
+      // EMFILE and friends: back off briefly instead of spinning.
+      spdlog::warn("accept failed: {}", ec.message());
+      asio::steady_timer t(server.io(), 100ms);
+      co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;
+    }
+    if (server.counters().clients_now >= static_cast<std::int64_t>(max_clients)) {
+      spdlog::warn("refusing a client: {} clients connected (limit)", max_clients);
+      sock.close(ec);
+      continue;
+    }
+    asio::co_spawn(strand, run_session(server, std::move(sock)),
+                   [](std::exception_ptr e) { log_exception(e, "client session"); });
+  }
+}
+
+void Server::start() {
+  auto rt = routes();
+  if (!rt->config->listen.tcp.empty()) open_tcp(rt->config->listen.tcp);
+  if (!rt->config->listen.unix.empty()) open_unix(rt->config->listen.unix);
+  for (auto& [key, pool] : rt->pools) {
+    pool->start();
+    spdlog::info("bind {}: {} (pool max {}, min {})", key, pool->config().url.redacted(),
+                 pool->config().pool.max, pool->config().pool.min);
+  }
+  if (tcp_acceptor_)
+    asio::co_spawn(io_, accept_loop(*this, *tcp_acceptor_, stopping_, rt->config->limits.max_clients),
+                   [](std::exception_ptr e) { log_exception(e, "tcp listener"); });
+  if (unix_acceptor_)
+    asio::co_spawn(io_, accept_loop(*this, *unix_acceptor_, stopping_, rt->config->limits.max_clients),
+                   [](std::exception_ptr e) { log_exception(e, "unix listener"); });
+}
+
+std::uint64_t Server::add_session(std::function<void()> closer) {
+  std::lock_guard lock(sessions_mu_);
+  auto id = next_session_++;
+  sessions_.emplace(id, std::move(closer));
+  if (stopping_) sessions_[id]();
+  return id;
+}
+
+void Server::remove_session(std::uint64_t id) {
+  std::lock_guard lock(sessions_mu_);
+  sessions_.erase(id);
+}
+
+void Server::run() {
+  std::vector<std::thread> threads;
+  for (int i = 1; i < threads_; ++i) threads.emplace_back([this] { io_.run(); });
+  io_.run();
+  for (auto& t : threads) t.join();
+  // Pools go before the io_context they post to; let their last posted handlers run first.
+  routes_.reset();
+  io_.restart();
+  io_.poll();
+}
+
+asio::awaitable<void> Server::drain_and_stop() {
+  auto deadline = std::chrono::steady_clock::now() + kShutdownGrace;
+  for (;;) {
+    bool empty;
+    {
+      std::lock_guard lock(sessions_mu_);
+      empty = sessions_.empty();
+    }
+    if (empty) break;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      spdlog::warn("shutdown: cutting clients that did not finish in time");
+      break;
+    }
+    stop_timer_.expires_after(20ms);
+    boost::system::error_code ec;
+    co_await stop_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
+  for (auto& [key, pool] : routes()->pools) pool->stop();
+  io_.stop();
+}
+
+void Server::stop() {
+  if (stopping_.exchange(true)) return;
+  asio::post(io_, [this] {
+    spdlog::info("shutting down");
+    boost::system::error_code ec;
+    if (tcp_acceptor_) tcp_acceptor_->close(ec);
+    if (unix_acceptor_) {
+      unix_acceptor_->close(ec);
+      std::error_code fec;
+      fs::remove(unix_path_, fec);
+    }
+    {
+      std::lock_guard lock(sessions_mu_);
+      for (auto& [id, closer] : sessions_) closer();
+    }
+    asio::co_spawn(io_, drain_and_stop(), asio::detached);
+  });
+}
+
+}  // namespace binds::server

@@ -1,0 +1,36 @@
+#pragma once
+// Runs a blocking function on another executor (a driver worker pool) and resumes the awaiting
+// coroutine on its own executor. This is the only way driver calls are made from coroutines, so
+// no blocking call ever runs on an Asio I/O thread.
+
+#include <utility>
+#include <boost/asio.hpp>
+#include <exception>
+#include <type_traits>
+
+namespace binds {
+
+template <typename Executor, typename F>
+boost::asio::awaitable<std::invoke_result_t<F&>> offload(Executor worker, F f) {
+  namespace asio = boost::asio;
+  using R = std::invoke_result_t<F&>;
+  auto initiate = [worker, f = std::move(f)](auto handler) mutable {
+    asio::post(worker, [handler = std::move(handler), f = std::move(f)]() mutable {
+      std::exception_ptr ep;
+      R r{};
+      try {
+        r = f();
+      } catch (...) {
+        ep = std::current_exception();
+      }
+      auto ex = asio::get_associated_executor(handler);
+      asio::dispatch(ex, [handler = std::move(handler), ep, r = std::move(r)]() mutable {
+        handler(ep, std::move(r));
+      });
+    });
+  };
+  co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(std::exception_ptr, R)>(
+      std::move(initiate), asio::use_awaitable);
+}
+
+}  // namespace binds

@@ -1,0 +1,97 @@
+#pragma once
+// Message bodies (PROTOCOL.md §3–§7): MessagePack maps with string keys. Encoders return whole
+// frames (header + body) ready to write; decoders take a frame body and report errors as text so
+// the caller can answer PROTOCOL_ERROR / BAD_REQUEST with the reason.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "protocol/errors.hpp"
+#include "protocol/frame.hpp"
+#include "protocol/value.hpp"
+
+namespace binds::protocol {
+
+inline constexpr int kProtocolVersion = 1;
+
+struct Hello {
+  std::vector<std::int64_t> versions{kProtocolVersion};
+  std::string client;
+};
+
+struct HelloOk {
+  int version = kProtocolVersion;
+  std::string server;
+  std::uint32_t max_frame = 0;
+  std::uint32_t batch_rows = 0;
+  std::string default_bind;
+};
+
+struct QueryRequest {
+  std::optional<std::string> bind;
+  std::string sql;
+  std::vector<Value> params;
+};
+
+struct BindInfo {
+  std::string key;
+  std::string backend;
+  std::string database;
+  bool is_default = false;
+};
+
+struct Complete {
+  std::int64_t affected = 0;
+  std::int64_t row_count = 0;
+  std::optional<std::int64_t> last_insert_id;
+  bool in_transaction = false;
+};
+
+struct ErrorInfo {
+  ErrorCode code = ErrorCode::internal;
+  std::string message;
+  std::optional<std::string> bind;
+  std::string sqlstate;                // "" = none
+  std::optional<std::int64_t> number;  // backend error number
+};
+
+// --- encoders: whole frames ---
+std::string encode_hello(const Hello& m);
+std::string encode_hello_ok(const HelloOk& m);
+std::string encode_query(std::uint32_t id, const QueryRequest& m);
+std::string encode_empty(FrameType type, std::uint32_t id);  // PING, LIST_BINDS, PONG
+std::string encode_columns(std::uint32_t id, const std::vector<Column>& columns);
+std::string encode_complete(std::uint32_t id, const Complete& m);
+std::string encode_error(std::uint32_t id, const ErrorInfo& m);
+std::string encode_binds(std::uint32_t id, const std::vector<BindInfo>& binds);
+
+// Accumulates rows into one ROWS frame without building an intermediate object tree.
+class RowBatchWriter {
+ public:
+  void add(const Row& row);
+  std::size_t rows() const { return rows_; }
+  std::size_t bytes() const { return buf_.size(); }
+  // Returns the frame and resets the writer for the next batch.
+  std::string finish(std::uint32_t id);
+
+ private:
+  std::string buf_;
+  std::size_t rows_ = 0;
+};
+
+// --- decoders: false + error text on malformed input ---
+bool decode_hello(const std::string& body, Hello& out, std::string& error);
+bool decode_hello_ok(const std::string& body, HelloOk& out, std::string& error);
+bool decode_query(const std::string& body, QueryRequest& out, std::string& error);
+bool decode_columns(const std::string& body, std::vector<Column>& out, std::string& error);
+// Appends the batch's rows to out.
+bool decode_rows(const std::string& body, std::vector<Row>& out, std::string& error);
+bool decode_complete(const std::string& body, Complete& out, std::string& error);
+bool decode_error(const std::string& body, ErrorInfo& out, std::string& error);
+bool decode_binds(const std::string& body, std::vector<BindInfo>& out, std::string& error);
+// Checks that a body is a map (PING, LIST_BINDS, PONG bodies carry nothing else in v1).
+bool decode_empty(const std::string& body, std::string& error);
+
+}  // namespace binds::protocol
