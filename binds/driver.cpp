@@ -1,1 +1,30 @@
-// placeholder
+#include "binds/driver.hpp"
+
+#include <exception>
+
+namespace binds {
+
+std::unique_ptr<Connection> connect(const DatabaseUrl& url, const std::string& bind_key,
+                                    BackendError& err) {
+  // The drivers catch their own exceptions; this is the last line of defence (bad_alloc, a
+  // driver bug) so that nothing escapes into a pool worker.
+  try {
+    switch (url.backend) {
+      case Backend::postgresql:
+        return detail::connect_postgresql(url, err);
+      case Backend::mysql:
+        return detail::connect_mysql(url, err);
+      case Backend::sqlite:
+        return detail::connect_sqlite(url, bind_key, err);
+    }
+    err = BackendError{protocol::ErrorCode::internal, "unknown backend", "", std::nullopt, false};
+  } catch (const std::exception& e) {
+    err = BackendError{protocol::ErrorCode::backend_unavailable, e.what(), "", std::nullopt, false};
+  } catch (...) {
+    err = BackendError{protocol::ErrorCode::backend_unavailable, "unknown error while connecting",
+                       "", std::nullopt, false};
+  }
+  return nullptr;
+}
+
+}  // namespace binds

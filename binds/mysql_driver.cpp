@@ -1,1 +1,484 @@
-// placeholder
+// MySQL / MariaDB through Connector/C++ 1.1 (JDBC-style API over libmariadb).
+//
+// Streaming: plain statements use TYPE_FORWARD_ONLY, i.e. mysql_use_result, so rows are read
+// from the socket one at a time. Prepared statements are only streamed when every result column
+// has a fixed-size binary representation: Connector/C++ 1.1 sizes string/blob result buffers from
+// max_length, which libmariadb only computes for stored results, so an unbuffered prepared
+// result returns truncated strings. Those are buffered (TYPE_SCROLL_INSENSITIVE) instead.
+
+#include <cppconn/exception.h>
+#include <cppconn/prepared_statement.h>
+#include <cppconn/resultset.h>
+#include <cppconn/resultset_metadata.h>
+#include <cppconn/statement.h>
+#include <mysql_connection.h>
+#include <mysql_driver.h>
+
+#include <charconv>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "binds/driver.hpp"
+
+namespace binds {
+namespace {
+
+using protocol::Type;
+using protocol::Value;
+
+sql::mysql::MySQL_Driver* driver() {
+  // get_driver_instance() fills an unguarded static map on its first call.
+  static std::once_flag once;
+  static sql::mysql::MySQL_Driver* d = nullptr;
+  std::call_once(once, [] { d = sql::mysql::get_mysql_driver_instance(); });
+  return d;
+}
+
+// libmariadb keeps per-thread state that must be set up before and released after a thread
+// uses it; pool workers are long-lived, so once per thread is enough.
+struct ThreadGuard {
+  ThreadGuard() { driver()->threadInit(); }
+  ~ThreadGuard() { driver()->threadEnd(); }
+};
+
+void ensure_thread() { thread_local ThreadGuard guard; }
+
+bool is_connection_errno(int n) {
+  // CR_* client errors (2000-2999) are all about the link to the server; 1053 = server
+  // shutdown in progress, 1927 = connection killed (MariaDB).
+  return (n >= 2000 && n <= 2999) || n == 1053 || n == 1927;
+}
+
+BackendError from_exception(const sql::SQLException& e) {
+  BackendError err;
+  err.message = e.what();
+  if (err.message.empty()) err.message = "MySQL error";
+  err.sqlstate = e.getSQLState();
+  const int n = e.getErrorCode();
+  if (n != 0) err.number = n;
+  if (is_connection_errno(n) ||
+      dynamic_cast<const sql::InvalidInstanceException*>(&e) != nullptr) {
+    err.code = protocol::ErrorCode::backend_unavailable;
+    err.connection_broken = true;
+  }
+  return err;
+}
+
+// How one result column becomes protocol values.
+enum class Conv { null, integer, bit, real_float, real_double, decimal, text, bytes, tagged };
+
+struct ColumnInfo {
+  protocol::Column column;
+  Conv conv = Conv::text;
+};
+
+bool binary_charset(sql::ResultSetMetaData* m, unsigned i) {
+  try {
+    return m->getColumnCharset(i) == "binary";
+  } catch (const sql::SQLException&) {
+    return false;
+  }
+}
+
+ColumnInfo describe(sql::ResultSetMetaData* m, unsigned i) {
+  ColumnInfo ci;
+  ci.column.name = m->getColumnLabel(i);
+  ci.column.db_type = m->getColumnTypeName(i);
+  auto set = [&](Type t, Conv c) {
+    ci.column.type = t;
+    ci.conv = c;
+  };
+  switch (m->getColumnType(i)) {
+    case sql::DataType::SQLNULL:
+      set(Type::null, Conv::null);
+      break;
+    case sql::DataType::BIT:
+      set(Type::int64, Conv::bit);
+      break;
+    case sql::DataType::TINYINT:  // includes BOOLEAN, which MySQL stores as TINYINT(1)
+    case sql::DataType::SMALLINT:
+    case sql::DataType::MEDIUMINT:
+    case sql::DataType::INTEGER:
+    case sql::DataType::BIGINT:
+    case sql::DataType::YEAR:
+      set(Type::int64, Conv::integer);
+      break;
+    case sql::DataType::REAL:
+      set(Type::float64, Conv::real_float);
+      break;
+    case sql::DataType::DOUBLE:
+      set(Type::float64, Conv::real_double);
+      break;
+    case sql::DataType::DECIMAL:
+    case sql::DataType::NUMERIC:
+      set(Type::decimal, Conv::decimal);
+      break;
+    case sql::DataType::DATE:
+      set(Type::date, Conv::tagged);
+      break;
+    case sql::DataType::TIME:
+      set(Type::time, Conv::tagged);
+      break;
+    case sql::DataType::TIMESTAMP:  // DATETIME and TIMESTAMP
+      set(Type::timestamp, Conv::tagged);
+      break;
+    case sql::DataType::JSON:
+      set(Type::json, Conv::tagged);
+      break;
+    case sql::DataType::BINARY:
+    case sql::DataType::VARBINARY:
+    case sql::DataType::LONGVARBINARY:
+    case sql::DataType::GEOMETRY:
+      set(Type::bytes, Conv::bytes);
+      break;
+    default:
+      // CHAR/VARCHAR/TEXT/ENUM/SET. The connector already reports binary strings as *BINARY;
+      // the charset check is a second guard for results whose flags it misreads.
+      if (binary_charset(m, i)) {
+        set(Type::bytes, Conv::bytes);
+      } else {
+        set(Type::text, Conv::text);
+      }
+      break;
+  }
+  return ci;
+}
+
+// Prepared results can be streamed only without variable-length columns (see top of file).
+bool fixed_width_only(sql::ResultSetMetaData* m) {
+  const unsigned n = m->getColumnCount();
+  for (unsigned i = 1; i <= n; ++i) {
+    switch (m->getColumnType(i)) {
+      case sql::DataType::SQLNULL:
+      case sql::DataType::BIT:
+      case sql::DataType::TINYINT:
+      case sql::DataType::SMALLINT:
+      case sql::DataType::MEDIUMINT:
+      case sql::DataType::INTEGER:
+      case sql::DataType::BIGINT:
+      case sql::DataType::YEAR:
+      case sql::DataType::REAL:
+      case sql::DataType::DOUBLE:
+      case sql::DataType::DECIMAL:  // fixed 64-byte buffer in the connector
+      case sql::DataType::NUMERIC:
+      case sql::DataType::DATE:
+      case sql::DataType::TIME:
+      case sql::DataType::TIMESTAMP:
+        break;
+      default:
+        return false;
+    }
+  }
+  return true;
+}
+
+double parse_or(const std::string& s, double fallback) {
+  double d = 0;
+  auto res = std::from_chars(s.data(), s.data() + s.size(), d);
+  return res.ec == std::errc() && res.ptr == s.data() + s.size() ? d : fallback;
+}
+
+Value convert(sql::ResultSet& rs, unsigned i, const ColumnInfo& ci, bool prepared) {
+  if (ci.conv == Conv::null || rs.isNull(i)) return protocol::Null{};
+  switch (ci.conv) {
+    case Conv::integer: {
+      std::string s = rs.getString(i);
+      std::int64_t v = 0;
+      auto res = std::from_chars(s.data(), s.data() + s.size(), v);
+      if (res.ec == std::errc() && res.ptr == s.data() + s.size()) return v;
+      // BIGINT UNSIGNED above 2^63-1 does not fit the protocol's int64.
+      return protocol::Tagged{Type::decimal, std::move(s)};
+    }
+    case Conv::bit: {
+      std::uint64_t v = rs.getUInt64(i);
+      if (v > static_cast<std::uint64_t>(INT64_MAX)) {
+        return protocol::Tagged{Type::decimal, std::to_string(v)};
+      }
+      return static_cast<std::int64_t>(v);
+    }
+    case Conv::real_float:
+    case Conv::real_double: {
+      if (!prepared) {
+        // The text protocol carries the server's shortest round-trip form: parse it exactly
+        // (getDouble goes through long double and could round twice).
+        std::string s = rs.getString(i);
+        return parse_or(s, static_cast<double>(rs.getDouble(i)));
+      }
+      double d = static_cast<double>(rs.getDouble(i));
+      if (ci.conv == Conv::real_float) {
+        // A FLOAT column arrives as a 32-bit float; its shortest form (1.1, not
+        // 1.100000023841858) matches what the text protocol gives for the same column.
+        char buf[32];
+        auto res = std::to_chars(buf, buf + sizeof buf, static_cast<float>(d));
+        return parse_or(std::string(buf, res.ptr), d);
+      }
+      return d;
+    }
+    case Conv::decimal:
+      return protocol::Tagged{Type::decimal, rs.getString(i)};
+    case Conv::tagged:
+      return protocol::Tagged{ci.column.type, rs.getString(i)};
+    case Conv::bytes:
+      return protocol::Bytes{rs.getString(i)};
+    default:
+      return std::string(rs.getString(i));
+  }
+}
+
+class MysqlConnection final : public Connection {
+ public:
+  explicit MysqlConnection(std::unique_ptr<sql::Connection> conn) : conn_(std::move(conn)) {}
+  ~MysqlConnection() override {
+    ensure_thread();
+    try {
+      conn_.reset();
+    } catch (...) {
+      // Closing a dead connection may throw; there is nothing left to clean up.
+    }
+  }
+
+  Backend backend() const override { return Backend::mysql; }
+
+  std::optional<BackendError> execute(std::string_view sql, const std::vector<Value>& params,
+                                      RowSink& sink, ExecResult& out) override {
+    ensure_thread();
+    out = ExecResult{};
+    if (broken_) return broken_error();
+    std::optional<BackendError> err;
+    try {
+      if (params.empty()) {
+        run_plain(sql, sink, out);
+      } else {
+        run_prepared(sql, params, sink, out);
+      }
+    } catch (const sql::SQLException& e) {
+      err = from_exception(e);
+    } catch (const std::exception& e) {
+      err = BackendError{protocol::ErrorCode::internal, e.what(), "", std::nullopt, true};
+    }
+    if (err && err->connection_broken) {
+      broken_ = true;
+      tx_ = TxStatus::unknown;
+      return err;
+    }
+    // The probe runs after failures too: an error inside a transaction leaves it open.
+    std::optional<BackendError> probe_err = probe(err ? nullptr : &out);
+    if (err) return err;
+    return probe_err;
+  }
+
+  TxStatus tx_status() override { return tx_; }
+
+  std::optional<BackendError> rollback() override {
+    ensure_thread();
+    if (broken_) return broken_error();
+    try {
+      std::unique_ptr<sql::Statement> st(conn_->createStatement());
+      st->execute("ROLLBACK");
+      tx_ = TxStatus::idle;
+      return std::nullopt;
+    } catch (const sql::SQLException& e) {
+      BackendError err = from_exception(e);
+      if (err.connection_broken) {
+        broken_ = true;
+        tx_ = TxStatus::unknown;
+      }
+      return err;
+    } catch (const std::exception& e) {
+      broken_ = true;
+      return BackendError{protocol::ErrorCode::internal, e.what(), "", std::nullopt, true};
+    }
+  }
+
+  bool alive() override {
+    ensure_thread();
+    if (broken_) return false;
+    try {
+      // isValid() pings the server; with OPT_RECONNECT off a dead link stays dead.
+      if (!conn_->isValid()) broken_ = true;
+    } catch (...) {
+      broken_ = true;
+    }
+    return !broken_;
+  }
+
+ private:
+  static BackendError broken_error() {
+    return BackendError{protocol::ErrorCode::backend_unavailable,
+                        "connection to MySQL server was lost", "", std::nullopt, true};
+  }
+
+  // Streams one result set. Destroying the result set afterwards (also after an early stop)
+  // reads any rows still on the wire, which keeps the protocol in sync.
+  static void stream(sql::ResultSet& rs, bool prepared, RowSink& sink, ExecResult& out) {
+    sql::ResultSetMetaData* m = rs.getMetaData();  // owned by rs
+    const unsigned n = m->getColumnCount();
+    std::vector<ColumnInfo> info;
+    std::vector<protocol::Column> cols;
+    for (unsigned i = 1; i <= n; ++i) {
+      info.push_back(describe(m, i));
+      cols.push_back(info.back().column);
+    }
+    if (!sink.columns(std::move(cols))) {
+      out.affected = 0;
+      return;
+    }
+    protocol::Row row;
+    while (rs.next()) {
+      row.clear();
+      row.reserve(n);
+      for (unsigned i = 1; i <= n; ++i) row.push_back(convert(rs, i, info[i - 1], prepared));
+      ++out.row_count;
+      if (!sink.row(row)) break;
+    }
+    out.affected = out.row_count;
+  }
+
+  void run_plain(std::string_view sql, RowSink& sink, ExecResult& out) {
+    std::unique_ptr<sql::Statement> st(conn_->createStatement());
+    st->setResultSetType(sql::ResultSet::TYPE_FORWARD_ONLY);
+    if (st->execute(sql::SQLString(std::string(sql)))) {
+      {
+        std::unique_ptr<sql::ResultSet> rs(st->getResultSet());
+        if (rs) stream(*rs, false, sink, out);
+      }
+      // CALL returns further results (at least a final status); unread, they would desync the
+      // connection.
+      while (st->getMoreResults()) {
+        std::unique_ptr<sql::ResultSet> rest(st->getResultSet());
+      }
+    } else {
+      out.affected = static_cast<std::int64_t>(st->getUpdateCount());
+    }
+  }
+
+  void run_prepared(std::string_view sql, const std::vector<Value>& params, RowSink& sink,
+                    ExecResult& out) {
+    std::unique_ptr<sql::PreparedStatement> ps(
+        conn_->prepareStatement(sql::SQLString(std::string(sql))));
+    // setBlob keeps a pointer to the stream until execution.
+    std::vector<std::unique_ptr<std::istringstream>> blobs;
+    for (std::size_t k = 0; k < params.size(); ++k) {
+      const unsigned idx = static_cast<unsigned>(k + 1);
+      const Value& v = params[k];
+      if (std::holds_alternative<protocol::Null>(v)) {
+        ps->setNull(idx, sql::DataType::SQLNULL);
+      } else if (const bool* b = std::get_if<bool>(&v)) {
+        ps->setBoolean(idx, *b);
+      } else if (const std::int64_t* iv = std::get_if<std::int64_t>(&v)) {
+        ps->setInt64(idx, *iv);
+      } else if (const double* d = std::get_if<double>(&v)) {
+        ps->setDouble(idx, *d);
+      } else if (const std::string* s = std::get_if<std::string>(&v)) {
+        ps->setString(idx, sql::SQLString(*s));
+      } else if (const protocol::Bytes* by = std::get_if<protocol::Bytes>(&v)) {
+        blobs.push_back(std::make_unique<std::istringstream>(by->data));
+        ps->setBlob(idx, blobs.back().get());
+      } else if (const protocol::Tagged* t = std::get_if<protocol::Tagged>(&v)) {
+        ps->setString(idx, sql::SQLString(t->text));
+      }
+    }
+    sql::ResultSetMetaData* meta = ps->getMetaData();  // known after prepare; owned by ps
+    if (meta && meta->getColumnCount() > 0) {
+      ps->setResultSetType(fixed_width_only(meta) ? sql::ResultSet::TYPE_FORWARD_ONLY
+                                                  : sql::ResultSet::TYPE_SCROLL_INSENSITIVE);
+      std::unique_ptr<sql::ResultSet> rs(ps->executeQuery());
+      stream(*rs, true, sink, out);
+    } else {
+      // Connector/C++ 1.1 has no getUpdateCount() for prepared statements.
+      out.affected = ps->executeUpdate();
+    }
+  }
+
+  // One round trip for what the reply to the statement does not expose through this API:
+  // the transaction status and the generated id. LAST_INSERT_ID(0) resets the id so a later
+  // statement that generates none is not credited with this one's.
+  std::optional<BackendError> probe(ExecResult* out) {
+    try {
+      std::unique_ptr<sql::Statement> st(conn_->createStatement());
+      std::unique_ptr<sql::ResultSet> rs(
+          st->executeQuery("SELECT @@in_transaction, LAST_INSERT_ID(), LAST_INSERT_ID(0)"));
+      if (rs->next()) {
+        tx_ = rs->getInt(1) != 0 ? TxStatus::in_tx : TxStatus::idle;
+        const std::uint64_t id = rs->getUInt64(2);
+        if (out && id != 0) out->last_insert_id = static_cast<std::int64_t>(id);
+      }
+      return std::nullopt;
+    } catch (const sql::SQLException& e) {
+      BackendError err = from_exception(e);
+      tx_ = TxStatus::unknown;
+      // Without a trustworthy transaction status the connection must not be shared.
+      err.connection_broken = true;
+      err.code = protocol::ErrorCode::backend_unavailable;
+      broken_ = true;
+      return err;
+    }
+  }
+
+  std::unique_ptr<sql::Connection> conn_;
+  TxStatus tx_ = TxStatus::idle;
+  bool broken_ = false;
+};
+
+}  // namespace
+
+namespace detail {
+
+std::unique_ptr<Connection> connect_mysql(const DatabaseUrl& url, BackendError& err) {
+  ensure_thread();
+  err = BackendError{};
+  err.code = protocol::ErrorCode::backend_unavailable;
+  try {
+    sql::ConnectOptionsMap opts;
+    if (auto it = url.options.find("unix_socket"); it != url.options.end()) {
+      opts["hostName"] = sql::SQLString("unix://" + it->second);
+    } else {
+      std::string host = url.host.empty() ? "127.0.0.1" : url.host;
+      if (host.find(':') != std::string::npos) host = "[" + host + "]";  // IPv6 literal
+      opts["hostName"] =
+          sql::SQLString("tcp://" + host + ":" + std::to_string(url.port.value_or(3306)));
+    }
+    opts["userName"] = sql::SQLString(url.user);
+    opts["password"] = sql::SQLString(url.password);
+    if (!url.database.empty()) opts["schema"] = sql::SQLString(url.database);
+
+    int timeout = 5;
+    if (auto it = url.options.find("connect_timeout"); it != url.options.end()) {
+      const std::string& v = it->second;
+      auto res = std::from_chars(v.data(), v.data() + v.size(), timeout);
+      if (res.ec != std::errc() || timeout <= 0) {
+        err.message = "invalid connect_timeout option (seconds expected)";
+        return nullptr;
+      }
+    }
+    opts["OPT_CONNECT_TIMEOUT"] = timeout;
+    std::string charset = "utf8mb4";
+    if (auto it = url.options.find("charset"); it != url.options.end()) charset = it->second;
+    opts["OPT_CHARSET_NAME"] = sql::SQLString(charset);
+    // A silent reconnect would drop the session (transaction, variables) behind our back.
+    opts["OPT_RECONNECT"] = false;
+
+    std::unique_ptr<sql::Connection> conn(driver()->connect(opts));
+    if (!conn) {
+      err.message = "MySQL connect failed";
+      return nullptr;
+    }
+    return std::make_unique<MysqlConnection>(std::move(conn));
+  } catch (const sql::SQLException& e) {
+    // libmariadb's connect errors name user and host, never the password.
+    err.message = e.what();
+    err.sqlstate = e.getSQLState();
+    if (e.getErrorCode() != 0) err.number = e.getErrorCode();
+  } catch (const std::exception& e) {
+    err.message = e.what();
+  }
+  if (err.message.empty()) err.message = "MySQL connect failed";
+  return nullptr;
+}
+
+}  // namespace detail
+}  // namespace binds
