@@ -1,10 +1,11 @@
 // MySQL / MariaDB through Connector/C++ 1.1 (JDBC-style API over libmariadb).
 //
 // Streaming: plain statements use TYPE_FORWARD_ONLY, i.e. mysql_use_result, so rows are read
-// from the socket one at a time. Prepared statements are only streamed when every result column
-// has a fixed-size binary representation: Connector/C++ 1.1 sizes string/blob result buffers from
-// max_length, which libmariadb only computes for stored results, so an unbuffered prepared
-// result returns truncated strings. Those are buffered (TYPE_SCROLL_INSENSITIVE) instead.
+// from the socket one at a time. Prepared statements (any statement with parameters) cannot be
+// streamed with this connector: 1.1 refuses setResultSetType() on them and always stores the
+// whole result client-side ("not ready for unbuffered as we need to refetch": its result
+// buffers are sized from max_length, which libmariadb only computes for stored results).
+// Parameterised queries therefore hold their full result in memory while it is sent.
 
 #include <cppconn/exception.h>
 #include <cppconn/prepared_statement.h>
@@ -146,34 +147,6 @@ ColumnInfo describe(sql::ResultSetMetaData* m, unsigned i) {
       break;
   }
   return ci;
-}
-
-// Prepared results can be streamed only without variable-length columns (see top of file).
-bool fixed_width_only(sql::ResultSetMetaData* m) {
-  const unsigned n = m->getColumnCount();
-  for (unsigned i = 1; i <= n; ++i) {
-    switch (m->getColumnType(i)) {
-      case sql::DataType::SQLNULL:
-      case sql::DataType::BIT:
-      case sql::DataType::TINYINT:
-      case sql::DataType::SMALLINT:
-      case sql::DataType::MEDIUMINT:
-      case sql::DataType::INTEGER:
-      case sql::DataType::BIGINT:
-      case sql::DataType::YEAR:
-      case sql::DataType::REAL:
-      case sql::DataType::DOUBLE:
-      case sql::DataType::DECIMAL:  // fixed 64-byte buffer in the connector
-      case sql::DataType::NUMERIC:
-      case sql::DataType::DATE:
-      case sql::DataType::TIME:
-      case sql::DataType::TIMESTAMP:
-        break;
-      default:
-        return false;
-    }
-  }
-  return true;
 }
 
 double parse_or(const std::string& s, double fallback) {
@@ -384,8 +357,6 @@ class MysqlConnection final : public Connection {
     }
     sql::ResultSetMetaData* meta = ps->getMetaData();  // known after prepare; owned by ps
     if (meta && meta->getColumnCount() > 0) {
-      ps->setResultSetType(fixed_width_only(meta) ? sql::ResultSet::TYPE_FORWARD_ONLY
-                                                  : sql::ResultSet::TYPE_SCROLL_INSENSITIVE);
       std::unique_ptr<sql::ResultSet> rs(ps->executeQuery());
       stream(*rs, true, sink, out);
     } else {

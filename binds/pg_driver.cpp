@@ -185,11 +185,13 @@ class PgConnection final : public Connection {
     int fd = PQsocket(conn_);
     if (fd < 0) return false;
     // An idle connection has nothing to read unless the server closed it (EOF) or sent a FATAL
-    // before closing (admin shutdown, idle timeout); consuming that input updates PQstatus.
-    pollfd pfd{fd, POLLIN, 0};
-    int n = ::poll(&pfd, 1, 0);
-    if (n < 0) return false;
-    if (n > 0) {
+    // before closing (admin shutdown, idle timeout). Consuming that input updates PQstatus; the
+    // FATAL and the EOF may need separate reads, hence the loop.
+    for (int i = 0; i < 8 && PQstatus(conn_) == CONNECTION_OK; ++i) {
+      pollfd pfd{fd, POLLIN, 0};
+      int n = ::poll(&pfd, 1, 0);
+      if (n < 0) return false;
+      if (n == 0) break;
       if (pfd.revents & (POLLERR | POLLNVAL)) return false;
       if (!PQconsumeInput(conn_)) return false;
     }
