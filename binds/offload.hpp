@@ -14,8 +14,10 @@ template <typename Executor, typename F>
 boost::asio::awaitable<std::invoke_result_t<F&>> offload(Executor worker, F f) {
   namespace asio = boost::asio;
   using R = std::invoke_result_t<F&>;
-  auto initiate = [worker, f = std::move(f)](auto handler) mutable {
-    asio::post(worker, [handler = std::move(handler), f = std::move(f)]() mutable {
+  // The worker gets its own copy of the callable (unwrapping std::ref): it must stay valid even if
+  // the awaiting coroutine is destroyed while the worker runs.
+  auto initiate = [worker, &f](auto handler) {
+    asio::post(worker, [handler = std::move(handler), f = std::decay_t<std::unwrap_reference_t<F>>(f)]() mutable {
       std::exception_ptr ep;
       R r{};
       try {

@@ -140,7 +140,7 @@ template <class Socket>
 using SessionPtr = std::shared_ptr<Session<Socket>>;
 
 template <class Socket>
-asio::awaitable<void> execute(SessionPtr<Socket> s, Lane& lane, Request req) {
+asio::awaitable<void> execute(const SessionPtr<Socket>& s, Lane& lane, Request req) {
   auto job = std::make_shared<Job>(s->outbox, req.id, s->limits);
   job->keep = s;
   job->req = std::move(req);
@@ -159,7 +159,9 @@ asio::awaitable<void> execute(SessionPtr<Socket> s, Lane& lane, Request req) {
   }
   if (s->closing) co_return;  // client went away while we waited; the lease goes straight back
 
-  co_await pool.run([job]() -> int {
+  // Named, and passed by reference: GCC 12 mishandles closures that are temporaries inside a
+  // co_await expression (seen as a double resume under ASan). offload() copies it for the worker.
+  auto work = [job]() -> int {
     if (auto err = job->lease.validate()) {
       job->error = std::move(err);
       return 0;
@@ -169,7 +171,8 @@ asio::awaitable<void> execute(SessionPtr<Socket> s, Lane& lane, Request req) {
     if (!job->error) job->sink.flush();
     job->tx = conn.tx_status();
     return 0;
-  });
+  };
+  co_await pool.run(std::ref(work));
 
   if (job->error && job->error->connection_broken) job->lease.mark_broken();
   bool in_tx = !(job->error && job->error->connection_broken) &&
@@ -344,7 +347,7 @@ std::string handle_frame(SessionPtr<Socket>& s, FrameDecoder& dec, const Frame& 
 }
 
 template <class Socket>
-asio::awaitable<std::string> read_loop(SessionPtr<Socket> s) {
+asio::awaitable<std::string> read_loop(const SessionPtr<Socket>& s) {
   FrameDecoder dec(protocol::kPreHandshakeMaxFrame);
   std::array<char, 16 * 1024> buf;
   Frame f;
@@ -432,16 +435,18 @@ asio::awaitable<void> session_main(Server& server, Socket socket, std::string pe
 
 }  // namespace
 
+// Plain functions, not coroutines: by-value arguments of a co_await expression are fragile under
+// GCC 12 (see execute()), so the socket goes straight into session_main's frame.
 asio::awaitable<void> run_session(Server& server, asio::ip::tcp::socket socket) {
   boost::system::error_code ec;
   auto ep = socket.remote_endpoint(ec);
   std::string peer = ec ? "tcp:?" : "tcp:" + ep.address().to_string() + ":" + std::to_string(ep.port());
   socket.set_option(asio::ip::tcp::no_delay(true), ec);
-  co_await session_main(server, std::move(socket), std::move(peer));
+  return session_main(server, std::move(socket), std::move(peer));
 }
 
 asio::awaitable<void> run_session(Server& server, asio::local::stream_protocol::socket socket) {
-  co_await session_main(server, std::move(socket), std::string("unix socket"));
+  return session_main(server, std::move(socket), std::string("unix socket"));
 }
 
 }  // namespace binds::server

@@ -1,0 +1,157 @@
+#pragma once
+// Integration harness: the real bindsd binary as a child process on a config written to a temp
+// folder, and the real test databases of scripts/testdb.sh (URLs from the environment).
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "client/client.hpp"
+
+namespace binds::test {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+inline std::string env(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+// The URL of a test server, or "" after recording a failure (or a skip when the developer asked
+// for a run without databases with BINDS_ALLOW_NO_DB=1). CI never sets that.
+inline std::string db_url(const char* var) {
+  return env(var);
+}
+#define BINDS_REQUIRE_URL(var, out)                                                              \
+  std::string out = ::binds::test::db_url(var);                                                  \
+  if (out.empty()) {                                                                             \
+    if (::binds::test::env("BINDS_ALLOW_NO_DB") == "1") GTEST_SKIP() << var " not set";          \
+    FAIL() << var " is not set: run the tests through scripts/test.sh (it starts the databases)"; \
+  }
+
+inline fs::path make_temp_dir(const std::string& tag) {
+  std::string tmpl = (fs::temp_directory_path() / ("binds-" + tag + "-XXXXXX")).string();
+  char* p = mkdtemp(tmpl.data());
+  if (!p) throw std::runtime_error("mkdtemp failed");
+  return p;
+}
+
+inline std::string read_file(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Runs scripts/testdb.sh SUBCOMMAND on the running test databases.
+inline void testdb(const std::string& cmd) {
+  std::string dir = env("BINDS_TEST_DIR");
+  ASSERT_FALSE(dir.empty()) << "BINDS_TEST_DIR not set";
+  std::string line = std::string(BINDS_SOURCE_DIR) + "/scripts/testdb.sh " + cmd + " " + dir + " >/dev/null";
+  ASSERT_EQ(std::system(line.c_str()), 0) << line;
+}
+
+class Daemon {
+ public:
+  // binds_yaml: the "binds:" section and anything else; listen is added here.
+  explicit Daemon(const std::string& binds_yaml, const std::string& extra_args = "") {
+    dir_ = make_temp_dir("daemon");
+    socket_ = (dir_ / "bindsd.sock").string();
+    config_ = dir_ / "binds.yaml";
+    std::ofstream(config_) << "listen:\n  unix: " << socket_ << "\n" << binds_yaml;
+    log_ = dir_ / "bindsd.log";
+    start(extra_args);
+  }
+  ~Daemon() {
+    stop();
+    std::error_code ec;
+    if (env("BINDS_KEEP_TEST_DIRS").empty()) fs::remove_all(dir_, ec);
+  }
+
+  void start(const std::string& extra_args = "") {
+    std::string cmd = "exec " + std::string(BINDSD_PATH) + " --config " + config_.string() +
+                      " --log-level debug " + extra_args + " >>" + log_.string() + " 2>&1";
+    pid_ = fork();
+    if (pid_ == 0) {
+      execl("/bin/sh", "sh", "-c", cmd.c_str(), nullptr);
+      _exit(127);
+    }
+    for (int i = 0; i < 200; ++i) {
+      try {
+        client::Client::connect(address()).ping();
+        return;
+      } catch (const std::exception&) {
+      }
+      int status;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        throw std::runtime_error("bindsd exited at start:\n" + log());
+      }
+      std::this_thread::sleep_for(50ms);
+    }
+    throw std::runtime_error("bindsd did not answer within 10 s:\n" + log());
+  }
+
+  // SIGTERM and wait; returns the exit status (or -1).
+  int stop() {
+    if (pid_ <= 0) return -1;
+    kill(pid_, SIGTERM);
+    int status = 0;
+    for (int i = 0; i < 300; ++i) {
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      std::this_thread::sleep_for(50ms);
+    }
+    kill(pid_, SIGKILL);
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    ADD_FAILURE() << "bindsd did not stop within 15 s of SIGTERM";
+    return -1;
+  }
+
+  client::Client connect() const { return client::Client::connect(address()); }
+  std::string address() const { return "unix:" + socket_; }
+  std::string log() const { return read_file(log_); }
+  pid_t pid() const { return pid_; }
+  const fs::path& dir() const { return dir_; }
+
+  // Peak resident set size of the daemon, in KiB (VmHWM).
+  long peak_rss_kib() const { return proc_status_kib("VmHWM:"); }
+  long rss_kib() const { return proc_status_kib("VmRSS:"); }
+
+ private:
+  long proc_status_kib(const std::string& key) const {
+    std::ifstream in("/proc/" + std::to_string(pid_) + "/status");
+    std::string line;
+    while (std::getline(in, line))
+      if (line.rfind(key, 0) == 0) return std::stol(line.substr(key.size()));
+    return -1;
+  }
+  fs::path dir_, config_, log_;
+  std::string socket_;
+  pid_t pid_ = -1;
+};
+
+inline protocol::ErrorCode error_code_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const client::ServerError& e) {
+    return e.info.code;
+  }
+  ADD_FAILURE() << "expected a server error";
+  return protocol::ErrorCode::internal;
+}
+
+}  // namespace binds::test
