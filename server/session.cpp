@@ -247,7 +247,7 @@ asio::awaitable<void> run_writer(SessionPtr<Socket> s) {
 }
 
 template <class Socket>
-void handle_query(SessionPtr<Socket>& s, const Frame& f) {
+void handle_query(const SessionPtr<Socket>& s, const Frame& f) {
   protocol::QueryRequest q;
   std::string why;
   std::uint32_t id = f.header.request_id;
@@ -281,7 +281,7 @@ void handle_query(SessionPtr<Socket>& s, const Frame& f) {
 
 // Returns a close reason, or "" to keep going.
 template <class Socket>
-std::string handle_frame(SessionPtr<Socket>& s, FrameDecoder& dec, const Frame& f) {
+std::string handle_frame(const SessionPtr<Socket>& s, FrameDecoder& dec, const Frame& f) {
   std::uint32_t id = f.header.request_id;
   std::string why;
   if (!s->hello_done) {
