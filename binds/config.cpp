@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
@@ -158,7 +159,10 @@ class Reader {
     if (s.empty() || p != s.data() + s.size() || (ec != std::errc{} && ec != std::errc::result_out_of_range)) {
       fail(it, "must be an integer (got \"" + s + "\")");
     }
-    if (ec == std::errc::result_out_of_range) fail(it, (s[0] == '-' ? "must be >= " + std::to_string(min) : "must be <= " + std::to_string(max)) + " (got " + s + ")");
+    // Beyond long long: report it like any other out-of-bounds value.
+    const bool huge = ec == std::errc::result_out_of_range;
+    if (huge && s[0] == '-') v = min - 1;
+    if (huge && s[0] != '-') v = max + 1;
     if (v < min) fail(it, "must be >= " + std::to_string(min) + " (got " + s + ")");
     if (v > max) fail(it, "must be <= " + std::to_string(max) + " (got " + s + ")");
     return v;
