@@ -25,6 +25,7 @@ using protocol::FrameType;
 using namespace std::chrono_literals;
 
 constexpr auto kHandshakeTimeout = 10s;
+constexpr auto kDrainTimeout = 2s;
 constexpr std::string_view kServerName = "bindsd/0.1.0";
 
 struct Request {
@@ -97,7 +98,7 @@ struct Session {
         limits(rt->config->limits),
         lanes_idle(socket.get_executor()),
         writer_done(socket.get_executor()),
-        handshake_timer(socket.get_executor()) {}
+        deadline(socket.get_executor()) {}
 
   Server& server;
   Socket socket;
@@ -114,7 +115,7 @@ struct Session {
   std::string close_reason;
   asio::steady_timer lanes_idle;
   asio::steady_timer writer_done;
-  asio::steady_timer handshake_timer;
+  asio::steady_timer deadline;  // handshake deadline, then the drain deadline at close
 
   // Strand only. Ends the connection: the reader sees the socket close and cleans up.
   void close(std::string reason) {
@@ -301,7 +302,7 @@ std::string handle_frame(const SessionPtr<Socket>& s, FrameDecoder& dec, const F
       return "no shared protocol version";
     }
     s->hello_done = true;
-    s->handshake_timer.cancel();
+    s->deadline.cancel();
     dec.set_max_body(s->limits.max_frame);
     auto routes = s->server.routes();
     s->outbox.push(protocol::encode_hello_ok(protocol::HelloOk{
@@ -371,8 +372,11 @@ asio::awaitable<std::string> read_loop(const SessionPtr<Socket>& s) {
       if (auto reason = handle_frame(s, dec, f); !reason.empty()) co_return reason;
     }
     // A client that keeps sending but never reads would make its replies pile up here.
-    if (s->outbox.bytes() > 4ull * s->limits.client_buffer + s->limits.max_frame)
-      co_return "client is not reading its responses";
+    if (s->outbox.bytes() > 4ull * s->limits.client_buffer + s->limits.max_frame) {
+      s->outbox.abort();  // nothing queued will ever be read: drop it and cut the connection
+      s->close("client is not reading its responses");
+      co_return s->close_reason;
+    }
   }
 }
 
@@ -397,8 +401,8 @@ asio::awaitable<void> session_main(Server& server, Socket socket, std::string pe
   s->writer_done.expires_at(asio::steady_timer::time_point::max());
   asio::co_spawn(ex, run_writer(s), asio::detached);
 
-  s->handshake_timer.expires_after(kHandshakeTimeout);
-  s->handshake_timer.async_wait([s](boost::system::error_code ec) {
+  s->deadline.expires_after(kHandshakeTimeout);
+  s->deadline.async_wait([s](boost::system::error_code ec) {
     if (!ec && !s->hello_done) s->close("no HELLO within 10 s");
   });
 
@@ -412,8 +416,14 @@ asio::awaitable<void> session_main(Server& server, Socket socket, std::string pe
   // Stop taking requests; let queued frames (e.g. a final ERROR) drain; wait for running queries,
   // whose workers see the closed outbox and stop streaming.
   s->closing = true;
-  s->handshake_timer.cancel();
   s->outbox.close();
+  // A final frame (e.g. the ERROR that explains a protocol error) gets a short while to reach the
+  // client; a client that does not read cannot hold the session open past that.
+  s->deadline.cancel();
+  s->deadline.expires_after(kDrainTimeout);
+  s->deadline.async_wait([s](boost::system::error_code ec) {
+    if (!ec) s->close("did not read its last replies");
+  });
   while (s->active_lanes > 0) {
     s->lanes_idle.expires_at(asio::steady_timer::time_point::max());
     boost::system::error_code ec;
@@ -425,6 +435,7 @@ asio::awaitable<void> session_main(Server& server, Socket socket, std::string pe
     boost::system::error_code ec;
     co_await s->writer_done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
+  s->deadline.cancel();
   boost::system::error_code ec;
   s->socket.shutdown(Socket::shutdown_both, ec);
   s->socket.close(ec);
