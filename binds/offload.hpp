@@ -26,7 +26,9 @@ boost::asio::awaitable<std::invoke_result_t<F&>> offload(Executor worker, F f) {
         ep = std::current_exception();
       }
       auto ex = asio::get_associated_executor(handler);
-      asio::dispatch(ex, [handler = std::move(handler), ep, r = std::move(r)]() mutable {
+      // f goes along so that what it captured is released on the caller's executor, never on
+      // the worker (dropping the last reference to a pool there would make it join itself).
+      asio::dispatch(ex, [handler = std::move(handler), ep, r = std::move(r), f = std::move(f)]() mutable {
         handler(ep, std::move(r));
       });
     });

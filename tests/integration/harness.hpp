@@ -61,6 +61,12 @@ inline void testdb(const std::string& cmd) {
   ASSERT_EQ(std::system(line.c_str()), 0) << line;
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr bool kSanitized = true;  // memory figures are meaningless under ASan
+#else
+inline constexpr bool kSanitized = false;
+#endif
+
 class Daemon {
  public:
   // binds_yaml: the "binds:" section and anything else; listen is added here.
@@ -74,6 +80,10 @@ class Daemon {
   }
   ~Daemon() {
     stop();
+    // The sanitizer pass runs this same suite on an instrumented daemon: its reports land in the log.
+    auto text = log();
+    for (const char* marker : {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"})
+      if (text.find(marker) != std::string::npos) ADD_FAILURE() << "bindsd sanitizer report:\n" << text;
     std::error_code ec;
     if (env("BINDS_KEEP_TEST_DIRS").empty()) fs::remove_all(dir_, ec);
   }

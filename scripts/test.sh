@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Installs everything the tests need (PostgreSQL 15 and MariaDB 10.11 included), builds, starts
+# throw-away database servers on free loopback ports, and runs the whole suite twice: a normal
+# build, then an AddressSanitizer + UndefinedBehaviorSanitizer build. Exits non-zero on any failure.
+#   scripts/test.sh            everything
+#   scripts/test.sh --quick    the normal build only (no sanitizer pass)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+quick=0
+[[ ${1:-} == --quick ]] && quick=1
+
+bash scripts/install-deps.sh --test
+jobs=$(nproc)
+
+dbdir=$(mktemp -d /tmp/binds-testdb-XXXXXX)
+rmdir "$dbdir"
+cleanup() { bash "$root/scripts/testdb.sh" stop "$dbdir" >/dev/null 2>&1 || true; rm -rf "$dbdir"; }
+trap cleanup EXIT
+bash scripts/testdb.sh start "$dbdir" >/dev/null
+# shellcheck disable=SC1091
+. "$dbdir/env"
+
+failed=0
+run_suite() {
+  local dir=$1
+  echo "== C++ tests ($dir)"
+  (cd "$dir" && ctest --output-on-failure --timeout 600) || failed=1
+  echo "== Python tests against $dir/server/bindsd"
+  BINDSD="$root/$dir/server/bindsd" /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/ || failed=1
+}
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j"$jobs"
+run_suite build
+
+if [[ $quick == 0 ]]; then
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DBINDS_SANITIZE=ON >/dev/null
+  cmake --build build-asan -j"$jobs"
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+  run_suite build-asan
+fi
+
+if [[ $failed != 0 ]]; then
+  echo "TESTS FAILED" >&2
+  exit 1
+fi
+echo "all tests passed"
