@@ -30,9 +30,10 @@ run_suite() {
   BINDSD="$root/$dir/server/bindsd" /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/ || failed=1
 }
 
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"$jobs"
-run_suite build
+# build-test, not build: scripts/run.sh owns build/ (configured without tests).
+cmake -S . -B build-test -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build-test -j"$jobs"
+run_suite build-test
 
 if [[ $quick == 0 ]]; then
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DBINDS_SANITIZE=ON >/dev/null
