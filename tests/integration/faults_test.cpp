@@ -251,7 +251,9 @@ TEST_F(BadInput, OversizedLengthPrefixIsRejectedBeforeAllocation) {
   EXPECT_EQ(e.code, ErrorCode::protocol_error);
   EXPECT_THAT(e.message, HasSubstr("exceeds the limit"));
   EXPECT_TRUE(r.closed_by_server());
-  if (!kSanitized) EXPECT_LT(daemon_->rss_kib() - before, 16 * 1024);
+  if (!kSanitized) {
+    EXPECT_LT(daemon_->rss_kib() - before, 16 * 1024);
+  }
 }
 
 TEST_F(BadInput, UnknownFrameTypeKeepsTheConnection) {
@@ -438,17 +440,8 @@ class Streaming : public ::testing::TestWithParam<StreamCase> {};
 // A million rows go through; the daemon's peak RSS grows by a bounded amount (the client buffer
 // plus driver buffers), not with the result size. The figures are printed for the record.
 TEST_P(Streaming, MillionRowsWithBoundedDaemonMemory) {
-  std::string url;
   auto tmp = make_temp_dir("stream");
-  if (*GetParam().url_var) {
-    url = env(GetParam().url_var);
-    if (url.empty()) {
-      if (env("BINDS_ALLOW_NO_DB") == "1") GTEST_SKIP();
-      FAIL() << GetParam().url_var << " not set";
-    }
-  } else {
-    url = "sqlite:///" + (tmp / "s.db").string();
-  }
+  BINDS_CASE_URL(GetParam().url_var, tmp, url);
   Daemon d("binds:\n  db: " + url + "\n");
   auto c = d.connect();
   c.query("SELECT 1");
@@ -503,7 +496,9 @@ TEST(Backpressure, StalledReaderStallsOnlyItself) {
   long after = d.peak_rss_kib();
   std::printf("[ figures  ] stalled reader: bindsd peak RSS %ld KiB before, %ld KiB after (+%ld KiB)\n", before,
               after, after - before);
-  if (!kSanitized) EXPECT_LT(after - before, 32 * 1024);
+  if (!kSanitized) {
+    EXPECT_LT(after - before, 32 * 1024);
+  }
   std::error_code ec;
   fs::remove_all(tmp, ec);
 }

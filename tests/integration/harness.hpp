@@ -46,6 +46,20 @@ inline fs::path make_temp_dir(const std::string& tag) {
   return p;
 }
 
+// For tests parameterised over backends: the server URL from env var `var`, or, when var is "",
+// a SQLite file in dir. Use inside a test body (it may FAIL or SKIP the test).
+#define BINDS_CASE_URL(var, dir, out)                                                \
+  std::string out;                                                                   \
+  if (*(var)) {                                                                      \
+    out = ::binds::test::env(var);                                                   \
+    if (out.empty()) {                                                               \
+      if (::binds::test::env("BINDS_ALLOW_NO_DB") == "1") GTEST_SKIP() << (var);      \
+      FAIL() << (var) << " is not set: run the tests through scripts/test.sh";       \
+    }                                                                                \
+  } else {                                                                           \
+    out = "sqlite:///" + ((dir) / "test.db").string();                               \
+  }
+
 inline std::string read_file(const fs::path& p) {
   std::ifstream in(p);
   std::stringstream ss;

@@ -234,17 +234,8 @@ class Pinning : public ::testing::TestWithParam<PinCase> {};
 // A connection inside a transaction stays with its client, in order, and is rolled back if the
 // client goes away; nobody else ever sees it mid-transaction.
 TEST_P(Pinning, TransactionsPinAndRollBackOnDisconnect) {
-  std::string url;
   auto tmp = make_temp_dir("pin");
-  if (*GetParam().url_var) {
-    url = env(GetParam().url_var);
-    if (url.empty()) {
-      if (env("BINDS_ALLOW_NO_DB") == "1") GTEST_SKIP();
-      FAIL() << GetParam().url_var << " not set";
-    }
-  } else {
-    url = "sqlite:///" + (tmp / "pin.db").string();
-  }
+  BINDS_CASE_URL(GetParam().url_var, tmp, url);
   bool pg = std::string(GetParam().name) == "postgresql";
   auto p = [&](int n) { return pg ? "$" + std::to_string(n) : std::string("?"); };
   Daemon d("binds:\n  db:\n    url: " + url + "\n    pool: { max: 1, acquire_timeout: 300ms }\n");
