@@ -459,7 +459,9 @@ TEST_P(Streaming, MillionRowsWithBoundedDaemonMemory) {
   EXPECT_EQ(sum, 500000500000LL);
   std::printf("[ figures  ] %s: 1,000,000 rows; bindsd peak RSS %ld KiB before, %ld KiB after (+%ld KiB)\n",
               GetParam().name, before, after, after - before);
-  if (!kSanitized) EXPECT_LT(after - before, 64 * 1024) << "daemon memory grew with the result size";
+  if (!kSanitized) {
+    EXPECT_LT(after - before, 64 * 1024) << "daemon memory grew with the result size";
+  }
   std::error_code ec;
   fs::remove_all(tmp, ec);
 }
