@@ -26,6 +26,9 @@ struct BackendError {
   // The backend connection can no longer be trusted (socket closed, protocol desync): the pool
   // must discard it instead of reusing it.
   bool connection_broken = false;
+  // The statement stopped because Canceller::cancel() interrupted it (code stays sql_error), as
+  // opposed to failing on its own: the session reports CANCELLED or TIMEOUT instead of the text.
+  bool interrupted = false;
 };
 
 // Receives a result as it streams. Called on the worker thread that runs execute().
@@ -42,6 +45,15 @@ struct ExecResult {
   std::int64_t affected = 0;   // DML: affected rows; queries: rows returned
   std::int64_t row_count = 0;  // rows passed to the sink
   std::optional<std::int64_t> last_insert_id;
+};
+
+// Stops the statement currently running on one connection. Thread-safe: called from any thread
+// while execute() runs on another. May block (network round trip): never call it on an I/O thread.
+// Cancelling when nothing runs is harmless.
+class Canceller {
+ public:
+  virtual ~Canceller() = default;
+  virtual void cancel() = 0;
 };
 
 enum class TxStatus {
@@ -71,6 +83,15 @@ class Connection {
 
   // Cheap liveness check used before reusing an idle connection (may do a round trip).
   virtual bool alive() = 0;
+
+  // The canceller for this connection (same object for the connection's lifetime); valid as long
+  // as the shared_ptr is held, even after the Connection is destroyed (then cancel() does nothing).
+  virtual std::shared_ptr<Canceller> canceller() = 0;
+
+  // Clears session state a client may have left (session variables, temporary tables, prepared
+  // statements, user variables, advisory/user locks) so the next client finds a fresh session.
+  // Only called when tx_status() is idle. Worker thread only.
+  virtual std::optional<BackendError> reset() = 0;
 };
 
 // Opens a connection. On failure returns nullptr and fills err (code backend_unavailable).

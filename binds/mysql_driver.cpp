@@ -202,6 +202,11 @@ Value convert(sql::ResultSet& rs, unsigned i, const ColumnInfo& ci, bool prepare
   }
 }
 
+class StubCanceller final : public Canceller {
+ public:
+  void cancel() override {}
+};
+
 class MysqlConnection final : public Connection {
  public:
   explicit MysqlConnection(std::unique_ptr<sql::Connection> conn) : conn_(std::move(conn)) {}
@@ -266,6 +271,10 @@ class MysqlConnection final : public Connection {
       return BackendError{protocol::ErrorCode::internal, e.what(), "", std::nullopt, true};
     }
   }
+
+  std::shared_ptr<Canceller> canceller() override { return canceller_; }
+
+  std::optional<BackendError> reset() override { return std::nullopt; }
 
   bool alive() override {
     ensure_thread();
@@ -393,6 +402,7 @@ class MysqlConnection final : public Connection {
   std::unique_ptr<sql::Connection> conn_;
   TxStatus tx_ = TxStatus::idle;
   bool broken_ = false;
+  std::shared_ptr<Canceller> canceller_ = std::make_shared<StubCanceller>();
 };
 
 }  // namespace

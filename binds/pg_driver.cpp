@@ -132,6 +132,11 @@ std::string trim(std::string s) {
 
 void ignore_notice(void*, const char*) {}
 
+class StubCanceller final : public Canceller {
+ public:
+  void cancel() override {}
+};
+
 class PgConnection final : public Connection {
  public:
   explicit PgConnection(PGconn* conn) : conn_(conn) {
@@ -179,6 +184,10 @@ class PgConnection final : public Connection {
     PQclear(r);
     return err;
   }
+
+  std::shared_ptr<Canceller> canceller() override { return canceller_; }
+
+  std::optional<BackendError> reset() override { return std::nullopt; }
 
   bool alive() override {
     if (PQstatus(conn_) != CONNECTION_OK) return false;
@@ -377,6 +386,7 @@ class PgConnection final : public Connection {
 
   PGconn* conn_;
   bool stopped_ = false;
+  std::shared_ptr<Canceller> canceller_ = std::make_shared<StubCanceller>();
 };
 
 }  // namespace

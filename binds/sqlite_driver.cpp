@@ -134,6 +134,11 @@ struct StmtGuard {
   ~StmtGuard() { sqlite3_finalize(st); }
 };
 
+class StubCanceller final : public Canceller {
+ public:
+  void cancel() override {}
+};
+
 class SqliteConnection final : public Connection {
  public:
   explicit SqliteConnection(sqlite3* db) : db_(db) {}
@@ -161,6 +166,10 @@ class SqliteConnection final : public Connection {
     }
     return std::nullopt;
   }
+
+  std::shared_ptr<Canceller> canceller() override { return canceller_; }
+
+  std::optional<BackendError> reset() override { return std::nullopt; }
 
   bool alive() override { return db_ != nullptr; }
 
@@ -292,6 +301,7 @@ class SqliteConnection final : public Connection {
   }
 
   sqlite3* db_;
+  std::shared_ptr<Canceller> canceller_ = std::make_shared<StubCanceller>();
 };
 
 std::string uri_escape(const std::string& s) {
