@@ -1,0 +1,268 @@
+"""Wire level of the binds protocol, version 1 (protocol/PROTOCOL.md): frames, bodies, values.
+
+Sans-I/O except for `Transport`, a blocking socket with a read buffer.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal
+import json
+import socket
+import struct
+import uuid
+from typing import Any, Dict, Optional, Tuple
+
+import msgpack
+
+PROTOCOL_VERSION = 1
+HEADER = struct.Struct(">IBBHI")  # length, type, flags, reserved, request_id (§2)
+HEADER_SIZE = HEADER.size
+PRE_HANDSHAKE_MAX_FRAME = 4096
+
+HELLO, QUERY, PING, LIST_BINDS, BEGIN, COMMIT, ROLLBACK, CANCEL = range(0x01, 0x09)
+HELLO_OK, COLUMNS, ROWS, COMPLETE, ERROR, PONG, BINDS = range(0x81, 0x88)
+FINAL_TYPES = frozenset({COMPLETE, ERROR, PONG, BINDS})
+
+EXT_DECIMAL, EXT_DATE, EXT_TIME, EXT_TIMESTAMP, EXT_JSON, EXT_UUID = range(1, 7)
+
+
+class Json:
+    """A parameter sent as the protocol's `json` type (ext 5).
+
+    Wraps either JSON text (`Json.text('{"a": 1}')`) or a Python object (`Json({"a": 1})`).
+    """
+
+    __slots__ = ("obj", "_text")
+
+    def __init__(self, obj: Any, dumps=json.dumps):
+        self.obj = obj
+        self._text = None if obj is None else dumps(obj)
+
+    @classmethod
+    def text(cls, text: str) -> "Json":
+        j = cls(None)
+        j._text = text
+        return j
+
+    def dumps(self) -> str:
+        return "null" if self._text is None else self._text
+
+    def __repr__(self) -> str:
+        return f"Json({self.dumps()})"
+
+
+class Tagged:
+    """A value of an ext type whose text could not be parsed into a Python object (e.g. PostgreSQL
+    `infinity` dates or MySQL zero dates): kept as its protocol type name and text."""
+
+    __slots__ = ("type", "text")
+
+    def __init__(self, type_: str, text: str):
+        self.type = type_
+        self.text = text
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, Tagged) and (self.type, self.text) == (other.type, other.text)
+
+    def __hash__(self) -> int:
+        return hash((self.type, self.text))
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"Tagged({self.type!r}, {self.text!r})"
+
+
+INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+
+
+def _ext(code: int, text: str) -> msgpack.ExtType:
+    return msgpack.ExtType(code, text.encode("utf-8"))
+
+
+def encode_param(v: Any) -> Any:
+    """A Python value as a protocol value (§5)."""
+    if v is None or isinstance(v, (bool, str, float)):
+        return v
+    if isinstance(v, int):
+        if INT64_MIN <= v <= INT64_MAX:
+            return int(v)
+        return _ext(EXT_DECIMAL, str(int(v)))  # too wide for int64: the backend parses it
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return bytes(v)
+    if isinstance(v, decimal.Decimal):
+        if v.is_nan():
+            return _ext(EXT_DECIMAL, "NaN")
+        if v.is_infinite():
+            return _ext(EXT_DECIMAL, "Infinity" if v > 0 else "-Infinity")
+        return _ext(EXT_DECIMAL, format(v, "f"))
+    if isinstance(v, _dt.datetime):
+        return _ext(EXT_TIMESTAMP, v.isoformat(sep=" "))
+    if isinstance(v, _dt.date):
+        return _ext(EXT_DATE, v.isoformat())
+    if isinstance(v, _dt.time):
+        return _ext(EXT_TIME, v.isoformat())
+    if isinstance(v, _dt.timedelta):  # MySQL TIME can hold durations
+        total = int(v.total_seconds())
+        sign = "-" if total < 0 else ""
+        total = abs(total)
+        text = f"{sign}{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
+        if v.microseconds and not sign:
+            text += f".{v.microseconds:06d}"
+        return _ext(EXT_TIME, text)
+    if isinstance(v, uuid.UUID):
+        return _ext(EXT_UUID, str(v))
+    if isinstance(v, Json):
+        return _ext(EXT_JSON, v.dumps())
+    if isinstance(v, Tagged):
+        code = {"decimal": 1, "date": 2, "time": 3, "timestamp": 4, "json": 5, "uuid": 6}[v.type]
+        return _ext(code, v.text)
+    raise TypeError(f"cannot send a value of type {type(v).__name__} to bindsd")
+
+
+def _parse_time(text: str) -> Any:
+    try:
+        return _dt.time.fromisoformat(text)
+    except ValueError:
+        pass
+    # MySQL TIME is a duration: -838:59:59 .. 838:59:59
+    neg = text.startswith("-")
+    body = text[1:] if neg else text
+    try:
+        hms, _, frac = body.partition(".")
+        h, m, s = (int(x) for x in hms.split(":"))
+        us = int((frac + "000000")[:6]) if frac else 0
+    except ValueError:
+        return Tagged("time", text)
+    td = _dt.timedelta(hours=h, minutes=m, seconds=s, microseconds=us)
+    return -td if neg else td
+
+
+def _parse_timestamp(text: str) -> Any:
+    try:
+        return _dt.datetime.fromisoformat(text)
+    except ValueError:
+        return Tagged("timestamp", text)  # infinity, zero dates, BC dates, years > 9999
+
+
+def _parse_date(text: str) -> Any:
+    try:
+        return _dt.date.fromisoformat(text)
+    except ValueError:
+        return Tagged("date", text)
+
+
+def _parse_decimal(text: str) -> Any:
+    try:
+        return decimal.Decimal(text)
+    except decimal.InvalidOperation:
+        return Tagged("decimal", text)
+
+
+def _parse_uuid(text: str) -> Any:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return Tagged("uuid", text)
+
+
+def make_ext_hook(json_loads=json.loads):
+    parsers = {
+        EXT_DECIMAL: _parse_decimal,
+        EXT_DATE: _parse_date,
+        EXT_TIME: _parse_time,
+        EXT_TIMESTAMP: _parse_timestamp,
+        EXT_JSON: json_loads if json_loads is not None else (lambda t: t),
+        EXT_UUID: _parse_uuid,
+    }
+
+    def hook(code: int, data: bytes) -> Any:
+        p = parsers.get(code)
+        if p is None:
+            return msgpack.ExtType(code, data)
+        return p(data.decode("utf-8"))
+
+    return hook
+
+
+def encode_body(body: Dict[str, Any]) -> bytes:
+    return msgpack.packb(body, use_bin_type=True)
+
+
+class ConnectionLost(Exception):
+    """The socket broke or the server closed it."""
+
+
+class Transport:
+    """A blocking socket speaking frames."""
+
+    def __init__(self, sock: socket.socket, ext_hook):
+        self.sock = sock
+        self._buf = bytearray()
+        self._pos = 0
+        self.ext_hook = ext_hook
+        self.max_frame = PRE_HANDSHAKE_MAX_FRAME
+
+    @classmethod
+    def open(cls, host: Optional[str], port: Optional[int], unix_socket: Optional[str],
+             connect_timeout: Optional[float], timeout: Optional[float], ext_hook) -> "Transport":
+        if unix_socket:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(connect_timeout)
+            try:
+                s.connect(unix_socket)
+            except BaseException:
+                s.close()
+                raise
+        else:
+            s = socket.create_connection((host or "127.0.0.1", port or 7878), timeout=connect_timeout)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.settimeout(timeout)
+        return cls(s, ext_hook)
+
+    def close(self) -> None:
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def send(self, ftype: int, request_id: int, body: Dict[str, Any]) -> None:
+        data = encode_body(body)
+        try:
+            self.sock.sendall(HEADER.pack(len(data), ftype, 0, 0, request_id) + data)
+        except OSError as e:
+            raise ConnectionLost(f"sending to bindsd failed: {e}") from e
+
+    def _fill(self, n: int) -> None:
+        while len(self._buf) - self._pos < n:
+            if self._pos:
+                del self._buf[: self._pos]
+                self._pos = 0
+            try:
+                chunk = self.sock.recv(max(262144, n - len(self._buf)))
+            except socket.timeout:
+                raise
+            except OSError as e:
+                raise ConnectionLost(f"reading from bindsd failed: {e}") from e
+            if not chunk:
+                raise ConnectionLost("bindsd closed the connection")
+            self._buf += chunk
+
+    def read(self) -> Tuple[int, int, Dict[str, Any]]:
+        """One frame: (type, request_id, body)."""
+        self._fill(HEADER_SIZE)
+        length, ftype, _flags, _res, rid = HEADER.unpack_from(self._buf, self._pos)
+        self._pos += HEADER_SIZE
+        self._fill(length)
+        data = memoryview(self._buf)[self._pos: self._pos + length]
+        try:
+            body = (msgpack.unpackb(data, raw=False, ext_hook=self.ext_hook, strict_map_key=False)
+                    if length else {})
+        finally:
+            data.release()
+        self._pos += length
+        if not isinstance(body, dict):
+            raise ConnectionLost(f"protocol violation: frame body is not a map ({type(body).__name__})")
+        return ftype, rid, body
