@@ -180,6 +180,13 @@ class Reader {
     return d;
   }
 
+  // Like duration(), but "0" or "off" turns the limit off (0 ms).
+  Millis duration_or_off(const Item& it) {
+    const std::string s = str(it);
+    if (s == "0" || s == "off") return Millis{0};
+    return duration(it);
+  }
+
   std::string resolve(const std::string& p) const {
     if (fs::path(p).is_absolute()) return p;
     return (fs::path(base_dir_) / p).lexically_normal().string();
@@ -284,11 +291,14 @@ BindConfig read_bind(Reader& r, const Entry& e) {
            "bad bind name \"" + e.key + "\" (use letters, digits, '_', '.' and '-')");
   }
   if (e.value.node.IsMap()) {
-    const auto es = r.entries(e.value, {"url", "pool"});
+    const auto es = r.entries(e.value, {"url", "pool", "statement_timeout", "idle_in_transaction_timeout"});
     const Entry* url = Reader::find(es, "url");
     if (!url) r.fail(e.value.line, e.value.path + ".url", "missing (each bind needs a database URL)");
     read_url(r, url->value, b);
     if (const Entry* pool = Reader::find(es, "pool")) b.pool = read_pool(r, pool->value);
+    if (const Entry* st = Reader::find(es, "statement_timeout")) b.statement_timeout = r.duration_or_off(st->value);
+    if (const Entry* it = Reader::find(es, "idle_in_transaction_timeout"))
+      b.idle_in_transaction_timeout = r.duration_or_off(it->value);
     return b;
   }
   if (!e.value.node.IsScalar()) {

@@ -29,6 +29,8 @@ struct BindConfig {
   std::string key;
   DatabaseUrl url;
   PoolSettings pool;
+  Millis statement_timeout{0};                       // 0 = no limit
+  Millis idle_in_transaction_timeout{5 * 60 * 1000};  // 0 = no limit
   bool operator==(const BindConfig&) const = default;
 };
 

@@ -86,6 +86,22 @@ std::optional<BackendError> Lease::validate() {
   }
   pc_->conn = std::move(fresh);
   pc_->created = pc_->last_used = now;
+  pc_->last_client = 0;  // a fresh session has nothing to reset
+  return std::nullopt;
+}
+
+std::optional<BackendError> Lease::prepare_for(std::uint64_t client) {
+  if (auto err = validate()) return err;
+  if (pc_->last_client != 0 && pc_->last_client != client) {
+    if (auto err = pc_->conn->reset()) {
+      // A connection whose state could not be cleared must not serve anyone else.
+      broken_ = true;
+      err->code = ErrorCode::backend_unavailable;
+      err->message = "bind " + pool_->key() + ": could not reset the session: " + err->message;
+      return err;
+    }
+  }
+  pc_->last_client = client;
   return std::nullopt;
 }
 

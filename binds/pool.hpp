@@ -36,6 +36,7 @@ struct PooledConn {
   std::unique_ptr<Connection> conn;
   Clock::time_point created;
   Clock::time_point last_used;
+  std::uint64_t last_client = 0;  // who used it last: session state is reset when this changes
 };
 
 struct PoolStats {
@@ -70,6 +71,9 @@ class Lease {
   // Worker thread only. Checks a connection that sat idle before it is used, and replaces it with a
   // fresh one if the backend closed it meanwhile. Returns an error if no replacement could be made.
   std::optional<BackendError> validate();
+  // Worker thread only. validate(), then, if another client used this connection last, clears the
+  // session state that client may have left (Connection::reset) so nothing leaks between clients.
+  std::optional<BackendError> prepare_for(std::uint64_t client);
   // Marks the connection unusable (a statement reported connection_broken).
   void mark_broken() { broken_ = true; }
   // Pinned leases are counted separately; the session sets this from the backend's tx status.
@@ -110,6 +114,11 @@ class Pool : public std::enable_shared_from_this<Pool> {
   template <typename F>
   asio::awaitable<std::invoke_result_t<F&>> run(F f) {
     return offload(workers_.get_executor(), std::move(f));
+  }
+  // Fire-and-forget on a worker thread. f must not drop the last reference to this pool.
+  template <typename F>
+  void post(F f) {
+    asio::post(workers_, std::move(f));
   }
 
   PoolStats stats();

@@ -154,10 +154,45 @@ Reply Client::wait(std::uint32_t id) {
 }
 
 std::uint32_t Client::send_query(const std::string& sql, const std::vector<Value>& params,
-                                 std::optional<std::string> bind) {
+                                 std::optional<std::string> bind, std::uint32_t timeout_ms) {
   auto id = impl_->next_id++;
-  impl_->write(protocol::encode_query(id, protocol::QueryRequest{std::move(bind), sql, params}));
+  impl_->write(protocol::encode_query(id, protocol::QueryRequest{std::move(bind), sql, params, timeout_ms}));
   return id;
+}
+
+std::uint32_t Client::send_begin(std::optional<std::string> bind, protocol::Isolation isolation, bool read_only) {
+  auto id = impl_->next_id++;
+  impl_->write(protocol::encode_begin(id, protocol::BeginRequest{std::move(bind), isolation, read_only}));
+  return id;
+}
+
+std::uint32_t Client::send_end(FrameType type, std::optional<std::string> bind) {
+  auto id = impl_->next_id++;
+  impl_->write(protocol::encode_end(type, id, bind));
+  return id;
+}
+
+std::uint32_t Client::send_cancel(std::uint32_t target) {
+  auto id = impl_->next_id++;
+  impl_->write(protocol::encode_cancel(id, target));
+  return id;
+}
+
+namespace {
+protocol::Complete complete_or_throw(Reply r) {
+  if (r.error) throw ServerError(std::move(*r.error));
+  return r.result.complete;
+}
+}  // namespace
+
+protocol::Complete Client::begin(std::optional<std::string> bind, protocol::Isolation isolation, bool read_only) {
+  return complete_or_throw(wait(send_begin(std::move(bind), isolation, read_only)));
+}
+protocol::Complete Client::commit(std::optional<std::string> bind) {
+  return complete_or_throw(wait(send_end(FrameType::commit, std::move(bind))));
+}
+protocol::Complete Client::rollback(std::optional<std::string> bind) {
+  return complete_or_throw(wait(send_end(FrameType::rollback, std::move(bind))));
 }
 
 std::uint32_t Client::send_ping() {

@@ -66,9 +66,22 @@ class Client {
   void ping();
   std::vector<protocol::BindInfo> list_binds();
 
+  // Explicit transactions (PROTOCOL.md §6.5). Each returns the completion; errors throw.
+  protocol::Complete begin(std::optional<std::string> bind = std::nullopt,
+                           protocol::Isolation isolation = protocol::Isolation::backend_default,
+                           bool read_only = false);
+  protocol::Complete commit(std::optional<std::string> bind = std::nullopt);
+  protocol::Complete rollback(std::optional<std::string> bind = std::nullopt);
+
   // Pipelining: send requests, then collect their replies in any order.
   std::uint32_t send_query(const std::string& sql, const std::vector<Value>& params = {},
-                           std::optional<std::string> bind = std::nullopt);
+                           std::optional<std::string> bind = std::nullopt, std::uint32_t timeout_ms = 0);
+  std::uint32_t send_begin(std::optional<std::string> bind = std::nullopt,
+                           protocol::Isolation isolation = protocol::Isolation::backend_default,
+                           bool read_only = false);
+  std::uint32_t send_end(protocol::FrameType commit_or_rollback, std::optional<std::string> bind = std::nullopt);
+  // Asks the server to stop request `target`; the reply to the returned id says whether it was found.
+  std::uint32_t send_cancel(std::uint32_t target);
   std::uint32_t send_ping();
   Reply wait(std::uint32_t id);
 

@@ -17,6 +17,9 @@ enum class ErrorCode {
   busy,
   shutting_down,
   internal,
+  tx_aborted,
+  cancelled,
+  timeout,
 };
 
 std::string_view error_code_name(ErrorCode c);  // "SQL_ERROR", ...

@@ -14,6 +14,10 @@ enum class FrameType : std::uint8_t {
   query = 0x02,
   ping = 0x03,
   list_binds = 0x04,
+  begin = 0x05,
+  commit = 0x06,
+  rollback = 0x07,
+  cancel = 0x08,
 
   hello_ok = 0x81,
   columns = 0x82,

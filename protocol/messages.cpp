@@ -1,5 +1,6 @@
 #include "protocol/messages.hpp"
 
+#include <array>
 #include <limits>
 #include <msgpack.hpp>
 
@@ -215,10 +216,14 @@ std::string encode_query(std::uint32_t id, const QueryRequest& m) {
   std::string f = start_frame();
   StringSink sink{f};
   Packer pk(sink);
-  pk.pack_map(m.bind ? 3 : 2);
+  pk.pack_map((m.bind ? 3 : 2) + (m.timeout_ms ? 1 : 0));
   if (m.bind) {
     pack_str(pk, "bind");
     pack_str(pk, *m.bind);
+  }
+  if (m.timeout_ms) {
+    pack_str(pk, "timeout_ms");
+    pk.pack_uint32(m.timeout_ms);
   }
   pack_str(pk, "sql");
   pack_str(pk, m.sql);
@@ -226,6 +231,52 @@ std::string encode_query(std::uint32_t id, const QueryRequest& m) {
   pk.pack_array(static_cast<std::uint32_t>(m.params.size()));
   for (const auto& v : m.params) pack_value(pk, v);
   return finish_frame(std::move(f), FrameType::query, id);
+}
+
+namespace {
+constexpr std::array<std::string_view, 5> kIsolationNames = {
+    "", "read_uncommitted", "read_committed", "repeatable_read", "serializable"};
+}
+
+std::string encode_begin(std::uint32_t id, const BeginRequest& m) {
+  std::string f = start_frame();
+  StringSink sink{f};
+  Packer pk(sink);
+  bool iso = m.isolation != Isolation::backend_default;
+  pk.pack_map((m.bind ? 1 : 0) + (iso ? 1 : 0) + 1);
+  if (m.bind) {
+    pack_str(pk, "bind");
+    pack_str(pk, *m.bind);
+  }
+  if (iso) {
+    pack_str(pk, "isolation");
+    pack_str(pk, kIsolationNames[static_cast<std::size_t>(m.isolation)]);
+  }
+  pack_str(pk, "read_only");
+  m.read_only ? pk.pack_true() : pk.pack_false();
+  return finish_frame(std::move(f), FrameType::begin, id);
+}
+
+std::string encode_end(FrameType type, std::uint32_t id, const std::optional<std::string>& bind) {
+  std::string f = start_frame();
+  StringSink sink{f};
+  Packer pk(sink);
+  pk.pack_map(bind ? 1 : 0);
+  if (bind) {
+    pack_str(pk, "bind");
+    pack_str(pk, *bind);
+  }
+  return finish_frame(std::move(f), type, id);
+}
+
+std::string encode_cancel(std::uint32_t id, std::uint32_t target) {
+  std::string f = start_frame();
+  StringSink sink{f};
+  Packer pk(sink);
+  pk.pack_map(1);
+  pack_str(pk, "target");
+  pk.pack_uint32(target);
+  return finish_frame(std::move(f), FrameType::cancel, id);
 }
 
 std::string encode_empty(FrameType type, std::uint32_t id) {
@@ -273,7 +324,11 @@ std::string encode_error(std::uint32_t id, const ErrorInfo& m) {
   std::string f = start_frame();
   StringSink sink{f};
   Packer pk(sink);
-  pk.pack_map(5);
+  pk.pack_map(m.may_have_executed ? 6 : 5);
+  if (m.may_have_executed) {
+    pack_str(pk, "may_have_executed");
+    *m.may_have_executed ? pk.pack_true() : pk.pack_false();
+  }
   pack_str(pk, "code");
   pack_str(pk, error_code_name(m.code));
   pack_str(pk, "message");
@@ -385,6 +440,13 @@ bool decode_query(const std::string& body, QueryRequest& out, std::string& error
     out.bind = std::move(bind);
   }
   if (!get_str(m, "sql", out.sql, true, error)) return false;
+  std::int64_t timeout = 0;
+  if (!get_int(m, "timeout_ms", timeout, false, error)) return false;
+  if (timeout < 0 || timeout > 0xFFFFFFFFLL) {
+    error = "\"timeout_ms\" must be between 0 and 4294967295";
+    return false;
+  }
+  out.timeout_ms = static_cast<std::uint32_t>(timeout);
   out.params.clear();
   const Obj* p = find(m, "params");
   if (p && p->type != msgpack::type::NIL) {
@@ -403,6 +465,69 @@ bool decode_query(const std::string& body, QueryRequest& out, std::string& error
       out.params.push_back(std::move(v));
     }
   }
+  return true;
+}
+
+namespace {
+bool get_bind(const Obj& m, std::optional<std::string>& bind, std::string& error) {
+  const Obj* b = find(m, "bind");
+  if (!b || b->type == msgpack::type::NIL) return true;
+  std::string key;
+  if (!get_str(m, "bind", key, true, error)) return false;
+  bind = std::move(key);
+  return true;
+}
+}  // namespace
+
+bool decode_begin(const std::string& body, BeginRequest& out, std::string& error) {
+  msgpack::object_handle oh;
+  if (!unpack_map(body, oh, error)) return false;
+  const Obj& m = oh.get();
+  if (!get_bind(m, out.bind, error)) return false;
+  std::string iso;
+  if (!get_str(m, "isolation", iso, false, error)) return false;
+  out.isolation = Isolation::backend_default;
+  if (!iso.empty()) {
+    bool found = false;
+    for (std::size_t i = 1; i < kIsolationNames.size(); ++i) {
+      if (kIsolationNames[i] == iso) {
+        out.isolation = static_cast<Isolation>(i);
+        found = true;
+      }
+    }
+    if (!found) {
+      error = "unknown isolation \"" + iso +
+              "\" (use read_uncommitted, read_committed, repeatable_read or serializable)";
+      return false;
+    }
+  }
+  const Obj* ro = find(m, "read_only");
+  if (ro && ro->type != msgpack::type::NIL) {
+    if (ro->type != msgpack::type::BOOLEAN) {
+      error = "\"read_only\" must be a boolean";
+      return false;
+    }
+    out.read_only = ro->via.boolean;
+  }
+  return true;
+}
+
+bool decode_end(const std::string& body, std::optional<std::string>& bind, std::string& error) {
+  msgpack::object_handle oh;
+  if (!unpack_map(body, oh, error)) return false;
+  return get_bind(oh.get(), bind, error);
+}
+
+bool decode_cancel(const std::string& body, std::uint32_t& target, std::string& error) {
+  msgpack::object_handle oh;
+  if (!unpack_map(body, oh, error)) return false;
+  std::int64_t t = 0;
+  if (!get_int(oh.get(), "target", t, true, error)) return false;
+  if (t < 0 || t > 0xFFFFFFFFLL) {
+    error = "\"target\" must be a request id";
+    return false;
+  }
+  target = static_cast<std::uint32_t>(t);
   return true;
 }
 
@@ -490,6 +615,8 @@ bool decode_error(const std::string& body, ErrorInfo& out, std::string& error) {
   std::int64_t n = 0;
   const Obj* e = find(m, "errno");
   if (e && as_int(*e, n)) out.number = n;
+  const Obj* x = find(m, "may_have_executed");
+  if (x && x->type == msgpack::type::BOOLEAN) out.may_have_executed = x->via.boolean;
   return true;
 }
 

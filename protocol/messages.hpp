@@ -33,6 +33,16 @@ struct QueryRequest {
   std::optional<std::string> bind;
   std::string sql;
   std::vector<Value> params;
+  std::uint32_t timeout_ms = 0;  // 0 = the bind's statement_timeout
+};
+
+enum class Isolation { backend_default, read_uncommitted, read_committed, repeatable_read, serializable };
+
+// BEGIN (§6.5). COMMIT and ROLLBACK carry only the bind.
+struct BeginRequest {
+  std::optional<std::string> bind;
+  Isolation isolation = Isolation::backend_default;
+  bool read_only = false;
 };
 
 struct BindInfo {
@@ -55,12 +65,17 @@ struct ErrorInfo {
   std::optional<std::string> bind;
   std::string sqlstate;                // "" = none
   std::optional<std::int64_t> number;  // backend error number
+  std::optional<bool> may_have_executed;
 };
 
 // --- encoders: whole frames ---
 std::string encode_hello(const Hello& m);
 std::string encode_hello_ok(const HelloOk& m);
 std::string encode_query(std::uint32_t id, const QueryRequest& m);
+std::string encode_begin(std::uint32_t id, const BeginRequest& m);
+// COMMIT or ROLLBACK.
+std::string encode_end(FrameType type, std::uint32_t id, const std::optional<std::string>& bind);
+std::string encode_cancel(std::uint32_t id, std::uint32_t target);
 std::string encode_empty(FrameType type, std::uint32_t id);  // PING, LIST_BINDS, PONG
 std::string encode_columns(std::uint32_t id, const std::vector<Column>& columns);
 std::string encode_complete(std::uint32_t id, const Complete& m);
@@ -85,6 +100,10 @@ class RowBatchWriter {
 bool decode_hello(const std::string& body, Hello& out, std::string& error);
 bool decode_hello_ok(const std::string& body, HelloOk& out, std::string& error);
 bool decode_query(const std::string& body, QueryRequest& out, std::string& error);
+bool decode_begin(const std::string& body, BeginRequest& out, std::string& error);
+// COMMIT / ROLLBACK body: the optional bind.
+bool decode_end(const std::string& body, std::optional<std::string>& bind, std::string& error);
+bool decode_cancel(const std::string& body, std::uint32_t& target, std::string& error);
 bool decode_columns(const std::string& body, std::vector<Column>& out, std::string& error);
 // Appends the batch's rows to out.
 bool decode_rows(const std::string& body, std::vector<Row>& out, std::string& error);

@@ -55,6 +55,9 @@ class Server {
   // The TCP port actually bound (useful when the config asked for port 0). 0 if none.
   unsigned short tcp_port() const { return tcp_port_; }
   asio::io_context& io() { return io_; }
+  // Threads for backend cancel requests: they block on the network (and on a hung backend), so
+  // they get threads of their own, apart from both I/O threads and driver workers.
+  asio::thread_pool& cancel_pool() { return cancel_pool_; }
 
   // Sessions register a closer so stop() can end them.
   std::uint64_t add_session(std::function<void()> closer);
@@ -66,6 +69,7 @@ class Server {
   asio::awaitable<void> drain_and_stop();
 
   asio::io_context io_;
+  asio::thread_pool cancel_pool_{2};
   int threads_;
   std::shared_ptr<const RouteTable> routes_;
   ServerCounters counters_;

@@ -1,9 +1,14 @@
 // One client connection = one coroutine on its own strand (reader), plus a writer coroutine and
 // one lane coroutine per bind with work queued. Requests of a client to the same bind run in order
 // on one lane; different binds run concurrently (PROTOCOL.md §8).
+//
+// A request's life: queued in its lane → a Job (waiting for a connection, then running on a pool
+// worker) → finished. CANCEL, a statement timeout and a client disconnect all stop a request the
+// same way (stop_job): queued requests are dropped, running ones are cancelled on the backend.
 
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <deque>
 #include <map>
 
@@ -26,19 +31,31 @@ using namespace std::chrono_literals;
 
 constexpr auto kHandshakeTimeout = 10s;
 constexpr auto kDrainTimeout = 2s;
+// After asking the backend to stop a statement, how long to wait for the driver to return before
+// answering the client anyway (a hung backend may never return) and writing the connection off.
+constexpr auto kAbandonGrace = 2s;
 constexpr std::string_view kServerName = "bindsd/0.1.0";
 
+enum class Kind { query, begin, commit, rollback, abort_idle_tx };
+
 struct Request {
+  Kind kind = Kind::query;
   std::uint32_t id = 0;
   protocol::QueryRequest query;
+  protocol::BeginRequest begin;
   std::string bind;
   std::shared_ptr<Pool> pool;
 };
 
 struct Lane {
+  explicit Lane(asio::any_io_executor ex) : idle_tx_timer(ex) {}
   std::deque<Request> queue;
   bool running = false;
-  Lease pinned;  // set while the backend connection is inside a transaction
+  Lease pinned;             // set while the backend connection is inside a transaction
+  bool tx_aborted = false;  // the server ended the client's transaction; see PROTOCOL.md §6.5
+  std::string abort_reason;
+  asio::steady_timer idle_tx_timer;
+  std::uint64_t idle_epoch = 0;  // a timer firing for an older epoch is stale
 };
 
 // Streams a result from a worker thread into the client's outbox in bounded ROWS frames.
@@ -48,14 +65,19 @@ class QuerySink final : public RowSink {
       : out_(out), id_(id), limits_(limits) {}
 
   bool columns(std::vector<protocol::Column> cols) override {
+    if (muted_) return false;
+    if (silent_) return true;
     return alive_ = out_.push_blocking(protocol::encode_columns(id_, cols));
   }
   bool row(protocol::Row& r) override {
+    if (muted_) return false;
+    if (silent_) return true;
     batch_.add(r);
     if (batch_.rows() >= limits_.batch_rows || batch_.bytes() >= limits_.batch_bytes) return flush();
     return true;
   }
   bool flush() {
+    if (muted_) return false;
     if (batch_.rows() == 0) return alive_;
     // The frame body adds a few bytes of map/array headers to the rows.
     if (batch_.bytes() + 32 > limits_.max_frame) {
@@ -64,6 +86,10 @@ class QuerySink final : public RowSink {
     }
     return alive_ = out_.push_blocking(batch_.finish(id_));
   }
+  // Internal statements (BEGIN, COMMIT, …) send no rows to the client.
+  void set_silent() { silent_ = true; }
+  // Any thread. The request was answered already: whatever the driver still produces is dropped.
+  void mute() { muted_ = true; }
   bool too_big() const { return too_big_; }
   bool client_gone() const { return !alive_ && !too_big_; }
 
@@ -74,19 +100,39 @@ class QuerySink final : public RowSink {
   protocol::RowBatchWriter batch_;
   bool alive_ = true;
   bool too_big_ = false;
+  bool silent_ = false;
+  std::atomic<bool> muted_{false};
 };
 
-// Everything a query needs on the worker thread. Shared with the worker so that nothing it touches
+// Everything a request needs on the worker thread. Shared with the worker so nothing it touches
 // (least of all the lease) can go away while it runs, even if the session ends meanwhile.
 struct Job {
-  Job(Outbox& out, std::uint32_t id, const Limits& limits) : sink(out, id, limits) {}
+  Job(Outbox& out, std::uint32_t id, const Limits& limits, asio::any_io_executor strand)
+      : sink(out, id, limits), done_signal(strand), deadline(strand) {}
+
   std::shared_ptr<void> keep;  // the session, whose outbox the sink writes to
+  std::uint64_t client = 0;
   Lease lease;
   Request req;
+  std::vector<std::string> statements;  // what runs; for a QUERY, empty (req.query.sql runs)
   QuerySink sink;
   std::optional<BackendError> error;
   ExecResult result;
   TxStatus tx = TxStatus::unknown;
+
+  // Stop coordination. The worker marks phase under mu; a cancel is only sent to the backend under
+  // mu while phase == running, and the lease cannot be released before the worker leaves running,
+  // so a late cancel cannot reach a statement of another request on the same connection.
+  enum class Phase { pending, running, finished };
+  std::mutex mu;
+  Phase phase = Phase::pending;
+  std::shared_ptr<Canceller> canceller;
+  std::optional<ErrorCode> stop;  // why the server stopped it: cancelled or timeout
+  bool abandoned = false;         // the session stopped waiting for the worker
+  bool sent = false;              // the statement reached the backend (may have executed)
+
+  asio::steady_timer done_signal;  // cancelled when the worker is done (or the job abandoned)
+  asio::steady_timer deadline;     // statement timeout, then the abandon grace
 };
 
 template <class Socket>
@@ -107,6 +153,7 @@ struct Session {
   std::uint64_t id = 0;
   std::string peer;
   std::map<std::string, Lane> lanes;
+  std::map<std::uint32_t, std::shared_ptr<Job>> jobs;  // requests taken out of their lane queue
   int in_flight = 0;
   int active_lanes = 0;
   bool closing = false;
@@ -117,6 +164,12 @@ struct Session {
   asio::steady_timer writer_done;
   asio::steady_timer deadline;  // handshake deadline, then the drain deadline at close
 
+  Lane& lane(const std::string& key) {
+    auto it = lanes.find(key);
+    if (it == lanes.end()) it = lanes.emplace(key, Lane(socket.get_executor())).first;
+    return it->second;
+  }
+
   // Strand only. Ends the connection: the reader sees the socket close and cleans up.
   void close(std::string reason) {
     if (close_reason.empty()) close_reason = std::move(reason);
@@ -124,103 +177,372 @@ struct Session {
     socket.close(ec);
   }
 
-  void send_error(std::uint32_t req_id, ErrorCode code, std::string message,
-                  std::optional<std::string> bind = std::nullopt, std::string sqlstate = {},
-                  std::optional<std::int64_t> number = std::nullopt) {
+  void send_error(std::uint32_t req_id, ErrorInfo info) {
     server.counters().errors++;
-    auto level = code == ErrorCode::sql_error ? spdlog::level::info : spdlog::level::warn;
+    auto level = info.code == ErrorCode::sql_error ? spdlog::level::info : spdlog::level::warn;
     spdlog::log(level, "client #{} request {}{}: {}{}{}: {}", id, req_id,
-                bind ? " bind " + *bind : std::string(), protocol::error_code_name(code),
-                sqlstate.empty() ? "" : " ", sqlstate, message);
-    outbox.push(protocol::encode_error(
-        req_id, ErrorInfo{code, std::move(message), std::move(bind), std::move(sqlstate), number}));
+                info.bind ? " bind " + *info.bind : std::string(), protocol::error_code_name(info.code),
+                info.sqlstate.empty() ? "" : " ", info.sqlstate, info.message);
+    outbox.push(protocol::encode_error(req_id, info));
+  }
+  void send_error(std::uint32_t req_id, ErrorCode code, std::string message,
+                  std::optional<std::string> bind = std::nullopt) {
+    ErrorInfo info;
+    info.code = code;
+    info.message = std::move(message);
+    info.bind = std::move(bind);
+    send_error(req_id, std::move(info));
+  }
+  void send_complete(std::uint32_t req_id, std::int64_t affected, bool in_tx) {
+    protocol::Complete done;
+    done.affected = affected;
+    done.in_transaction = in_tx;
+    outbox.push(protocol::encode_complete(req_id, done));
   }
 };
 
 template <class Socket>
 using SessionPtr = std::shared_ptr<Session<Socket>>;
 
+// Asks a job to stop: a pending job will not start, a running one is cancelled on the backend.
+// Strand only. Returns false if the job had already finished or was already stopping.
+template <class Socket>
+bool stop_job(const SessionPtr<Socket>& s, const std::shared_ptr<Job>& job, ErrorCode why) {
+  {
+    std::lock_guard lock(job->mu);
+    if (job->phase == Job::Phase::finished || job->stop) return false;
+    job->stop = why;
+  }
+  asio::post(s->server.cancel_pool(), [job, strand = s->socket.get_executor()]() mutable {
+    {
+      std::lock_guard lock(job->mu);
+      if (job->phase == Job::Phase::running && job->canceller) job->canceller->cancel();
+    }
+    // The last reference must drop on the strand, not on a cancel thread.
+    asio::post(strand, [job = std::move(job)] {});
+  });
+  // A hung backend may never let the driver return: stop waiting for it after a grace period.
+  job->deadline.expires_after(kAbandonGrace);
+  job->deadline.async_wait([job](boost::system::error_code ec) {
+    if (ec) return;
+    {
+      std::lock_guard lock(job->mu);
+      if (job->phase == Job::Phase::finished) return;
+      job->abandoned = true;
+    }
+    job->sink.mute();
+    job->done_signal.cancel();
+  });
+  return true;
+}
+
+std::vector<std::string> begin_statements(Backend backend, const protocol::BeginRequest& b,
+                                          std::string& error) {
+  using protocol::Isolation;
+  static const char* kLevels[] = {"", "READ UNCOMMITTED", "READ COMMITTED", "REPEATABLE READ",
+                                  "SERIALIZABLE"};
+  const char* level = kLevels[static_cast<int>(b.isolation)];
+  switch (backend) {
+    case Backend::postgresql: {
+      std::string sql = "BEGIN";
+      if (b.isolation != Isolation::backend_default) sql += std::string(" ISOLATION LEVEL ") + level;
+      if (b.read_only) sql += " READ ONLY";
+      return {sql};
+    }
+    case Backend::mysql: {
+      std::vector<std::string> out;
+      // Applies to the next transaction only, so it cannot leak to another client's.
+      if (b.isolation != Isolation::backend_default)
+        out.push_back(std::string("SET TRANSACTION ISOLATION LEVEL ") + level);
+      out.push_back(b.read_only ? "START TRANSACTION READ ONLY" : "START TRANSACTION");
+      return out;
+    }
+    case Backend::sqlite:
+      if (b.isolation != Isolation::backend_default && b.isolation != Isolation::serializable) {
+        error = "SQLite transactions are always serializable";
+        return {};
+      }
+      return {"BEGIN"};
+  }
+  return {};
+}
+
 template <class Socket>
 asio::awaitable<void> execute(const SessionPtr<Socket>& s, Lane& lane, Request req) {
-  auto job = std::make_shared<Job>(s->outbox, req.id, s->limits);
+  const auto strand = s->socket.get_executor();
+  auto job = std::make_shared<Job>(s->outbox, req.id, s->limits, strand);
   job->keep = s;
+  job->client = s->id;
   job->req = std::move(req);
   auto& pool = *job->req.pool;
-  const std::string& bind = job->req.bind;
+  const std::string bind = job->req.bind;
+  const std::uint32_t id = job->req.id;
+  const Kind kind = job->req.kind;
 
-  if (lane.pinned) {
+  // What the server knows without a backend round trip.
+  if (lane.tx_aborted && kind != Kind::abort_idle_tx) {
+    if (kind == Kind::rollback) {
+      lane.tx_aborted = false;
+      s->send_complete(id, 0, false);
+    } else {
+      if (kind == Kind::commit) lane.tx_aborted = false;
+      s->send_error(id, ErrorCode::tx_aborted,
+                    "the transaction on bind " + bind + " was rolled back by the server (" +
+                        lane.abort_reason + "); send ROLLBACK to continue",
+                    bind);
+    }
+    co_return;
+  }
+  if ((kind == Kind::commit || kind == Kind::rollback || kind == Kind::abort_idle_tx) && !lane.pinned) {
+    if (kind != Kind::abort_idle_tx) s->send_complete(id, 0, false);
+    co_return;
+  }
+  if (kind == Kind::begin) {
+    if (lane.pinned) {
+      s->send_error(id, ErrorCode::bad_request, "a transaction is already open on bind " + bind, bind);
+      co_return;
+    }
+    std::string why;
+    job->statements = begin_statements(pool.config().url.backend, job->req.begin, why);
+    if (job->statements.empty()) {
+      s->send_error(id, ErrorCode::bad_request, why, bind);
+      co_return;
+    }
+  } else if (kind == Kind::commit) {
+    job->statements = {"COMMIT"};
+  } else if (kind == Kind::rollback || kind == Kind::abort_idle_tx) {
+    job->statements = {"ROLLBACK"};
+  }
+  if (kind != Kind::query) job->sink.set_silent();
+
+  s->jobs[id] = job;
+  bool was_pinned = static_cast<bool>(lane.pinned);
+  if (was_pinned) {
     job->lease = std::move(lane.pinned);
   } else {
     auto acquired = co_await pool.acquire();
     if (acquired.error) {
-      s->send_error(job->req.id, acquired.error->code, acquired.error->message, bind);
+      s->jobs.erase(id);
+      ErrorInfo info;
+      info.code = acquired.error->code;
+      info.message = acquired.error->message;
+      info.bind = bind;
+      info.may_have_executed = info.code == ErrorCode::backend_unavailable ? std::optional(false) : std::nullopt;
+      s->send_error(id, std::move(info));
       co_return;
     }
     job->lease = std::move(acquired.lease);
   }
-  if (s->closing) co_return;  // client went away while we waited; the lease goes straight back
 
-  // Named, and passed by reference: GCC 12 mishandles closures that are temporaries inside a
-  // co_await expression (seen as a double resume under ASan). offload() copies it for the worker.
-  auto work = [job]() -> int {
-    if (auto err = job->lease.validate()) {
-      job->error = std::move(err);
-      return 0;
+  // The statement timeout counts from here: the request has its connection.
+  auto timeout = job->req.query.timeout_ms ? std::chrono::milliseconds(job->req.query.timeout_ms)
+                                           : pool.config().statement_timeout;
+  if (kind == Kind::query && timeout.count() > 0) {
+    job->deadline.expires_after(timeout);
+    job->deadline.async_wait([s, job](boost::system::error_code ec) {
+      if (!ec) stop_job(s, job, ErrorCode::timeout);
+    });
+  }
+
+  job->done_signal.expires_at(asio::steady_timer::time_point::max());
+  pool.post([job, strand]() mutable {
+    {
+      std::lock_guard lock(job->mu);
+      if (job->stop) job->phase = Job::Phase::finished;
     }
-    auto& conn = job->lease.conn();
-    job->error = conn.execute(job->req.query.sql, job->req.query.params, job->sink, job->result);
-    if (!job->error) job->sink.flush();
-    job->tx = conn.tx_status();
-    return 0;
-  };
-  co_await pool.run(std::ref(work));
+    if (job->phase != Job::Phase::finished) {
+      job->error = job->lease.prepare_for(job->client);
+      if (!job->error) {
+        auto& conn = job->lease.conn();
+        bool go;
+        {
+          std::lock_guard lock(job->mu);
+          go = !job->stop;
+          if (go) {
+            job->phase = Job::Phase::running;
+            job->canceller = conn.canceller();
+            job->sent = true;
+          }
+        }
+        if (go) {
+          if (job->statements.empty()) {
+            job->error = conn.execute(job->req.query.sql, job->req.query.params, job->sink, job->result);
+            if (!job->error) job->sink.flush();
+          } else {
+            for (const auto& sql : job->statements) {
+              job->error = conn.execute(sql, {}, job->sink, job->result);
+              if (job->error) break;
+            }
+          }
+        }
+        job->tx = conn.tx_status();
+      }
+      std::lock_guard lock(job->mu);
+      if (!job->error && job->stop && job->phase != Job::Phase::running) {
+        // Stopped before it started: nothing reached the backend.
+        job->error = BackendError{};
+        job->error->interrupted = true;
+      }
+      job->phase = Job::Phase::finished;
+      if (job->abandoned) job->lease.mark_broken();
+    } else {
+      job->error = BackendError{};
+      job->error->interrupted = true;
+    }
+    // Hand the job back to the strand: its last reference must not drop on a worker.
+    asio::post(strand, [job = std::move(job)] { job->done_signal.cancel(); });
+  });
 
-  if (job->error && job->error->connection_broken) job->lease.mark_broken();
-  bool in_tx = !(job->error && job->error->connection_broken) &&
-               (job->tx == TxStatus::in_tx || job->tx == TxStatus::failed_tx);
+  for (;;) {
+    boost::system::error_code ec;
+    co_await job->done_signal.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    std::lock_guard lock(job->mu);
+    if (job->phase == Job::Phase::finished || job->abandoned) break;
+    job->done_signal.expires_at(asio::steady_timer::time_point::max());
+  }
+  job->deadline.cancel();
+  s->jobs.erase(id);
+  s->server.counters().queries++;
+
+  bool abandoned, sent;
+  std::optional<ErrorCode> stop;
+  {
+    std::lock_guard lock(job->mu);
+    abandoned = job->abandoned;
+    sent = job->sent;
+    stop = job->stop;
+  }
+  auto stop_message = [&](ErrorCode why) {
+    return why == ErrorCode::timeout
+               ? "statement timeout of " + std::to_string(timeout.count()) + " ms exceeded on bind " + bind
+               : "cancelled on request (bind " + bind + ")";
+  };
+
+  if (abandoned) {
+    // The worker still owns the lease and writes the connection off when the driver returns.
+    ErrorInfo info;
+    info.code = stop.value_or(ErrorCode::timeout);
+    info.message = stop_message(info.code) + "; the backend did not respond to the cancel";
+    info.bind = bind;
+    info.may_have_executed = sent;
+    if (was_pinned || kind == Kind::begin) {
+      lane.tx_aborted = true;
+      lane.abort_reason = "its backend connection stopped responding";
+    }
+    if (!s->closing) s->send_error(id, std::move(info));
+    co_return;
+  }
+
+  bool broken = job->error && job->error->connection_broken;
+  if (broken) job->lease.mark_broken();
+  bool in_tx = !broken && (job->tx == TxStatus::in_tx || job->tx == TxStatus::failed_tx);
   if (in_tx) {
     job->lease.set_pinned(true);
     lane.pinned = std::move(job->lease);
   } else {
     job->lease = Lease();  // back to the pool now, before the client even reads the reply
   }
-  s->server.counters().queries++;
+  if (was_pinned && broken) {
+    lane.tx_aborted = true;
+    lane.abort_reason = "its backend connection was lost";
+  }
+  if (kind == Kind::abort_idle_tx) {
+    lane.tx_aborted = true;
+    lane.abort_reason = "idle in transaction for longer than " +
+                        std::to_string(pool.config().idle_in_transaction_timeout.count()) + " ms";
+    spdlog::warn("client #{} bind {}: transaction rolled back: {}", s->id, bind, lane.abort_reason);
+    co_return;
+  }
+  if (s->closing) co_return;
 
   if (job->sink.too_big()) {
-    s->send_error(job->req.id, ErrorCode::bad_request,
-                  "a result row is larger than max_frame (" + std::to_string(s->limits.max_frame) +
-                      " bytes)",
+    s->send_error(id, ErrorCode::bad_request,
+                  "a result row is larger than max_frame (" + std::to_string(s->limits.max_frame) + " bytes)",
                   bind);
   } else if (job->error) {
     auto& e = *job->error;
-    s->send_error(job->req.id, e.code, e.message, bind, e.sqlstate, e.number);
+    ErrorInfo info;
+    info.bind = bind;
+    if (e.interrupted && stop) {
+      info.code = *stop;
+      info.message = stop_message(*stop);
+      if (*stop == ErrorCode::timeout) info.may_have_executed = false;
+    } else {
+      info.code = e.code;
+      info.message = e.message;
+      info.sqlstate = e.sqlstate;
+      info.number = e.number;
+      if (e.code == ErrorCode::backend_unavailable) info.may_have_executed = sent;
+    }
+    s->send_error(id, std::move(info));
   } else if (!job->sink.client_gone()) {
     protocol::Complete done;
-    done.affected = job->result.affected;
+    done.affected = kind == Kind::query ? job->result.affected : 0;
     done.row_count = job->result.row_count;
     done.last_insert_id = job->result.last_insert_id;
     done.in_transaction = in_tx;
-    s->outbox.push(protocol::encode_complete(job->req.id, done));
+    s->outbox.push(protocol::encode_complete(id, done));
   }
 }
 
 template <class Socket>
+void arm_idle_tx_timer(const SessionPtr<Socket>& s, const std::string& key, Lane& lane);
+
+template <class Socket>
 asio::awaitable<void> run_lane(SessionPtr<Socket> s, std::string key) {
-  Lane& lane = s->lanes[key];  // std::map nodes are stable
+  Lane& lane = s->lanes.at(key);  // std::map nodes are stable
   while (!lane.queue.empty() && !s->closing) {
     Request req = std::move(lane.queue.front());
     lane.queue.pop_front();
+    const std::uint32_t id = req.id;
+    const bool internal = req.kind == Kind::abort_idle_tx;
     try {
       co_await execute(s, lane, std::move(req));
     } catch (const std::exception& e) {
-      s->send_error(req.id, ErrorCode::internal, std::string("internal error: ") + e.what(), key);
+      s->jobs.erase(id);
+      s->send_error(id, ErrorCode::internal, std::string("internal error: ") + e.what(), key);
     }
-    --s->in_flight;
+    if (!internal) --s->in_flight;
   }
-  s->in_flight -= static_cast<int>(lane.queue.size());
+  for (const auto& r : lane.queue)
+    if (r.kind != Kind::abort_idle_tx) --s->in_flight;
   lane.queue.clear();
   lane.running = false;
+  if (!s->closing) arm_idle_tx_timer(s, key, lane);
   if (--s->active_lanes == 0) s->lanes_idle.cancel();
+}
+
+template <class Socket>
+void start_lane(const SessionPtr<Socket>& s, const std::string& key, Lane& lane) {
+  ++lane.idle_epoch;  // activity: any armed idle-in-transaction timer is now stale
+  lane.idle_tx_timer.cancel();
+  if (lane.running) return;
+  lane.running = true;
+  ++s->active_lanes;
+  asio::co_spawn(s->socket.get_executor(), run_lane(s, key), asio::detached);
+}
+
+template <class Socket>
+void arm_idle_tx_timer(const SessionPtr<Socket>& s, const std::string& key, Lane& lane) {
+  if (!lane.pinned) return;
+  auto limit = lane.pinned.pool().config().idle_in_transaction_timeout;
+  if (limit.count() <= 0) return;
+  auto epoch = ++lane.idle_epoch;
+  lane.idle_tx_timer.expires_after(limit);
+  lane.idle_tx_timer.async_wait([s, key, epoch](boost::system::error_code ec) {
+    if (ec || s->closing) return;
+    auto it = s->lanes.find(key);
+    if (it == s->lanes.end()) return;
+    Lane& lane = it->second;
+    if (lane.idle_epoch != epoch || lane.running || !lane.pinned) return;
+    Request r;
+    r.kind = Kind::abort_idle_tx;
+    r.bind = key;
+    r.pool = s->server.routes()->pools.count(key) ? s->server.routes()->pools.at(key) : nullptr;
+    if (!r.pool) return;
+    lane.queue.push_front(std::move(r));
+    start_lane(s, key, lane);
+  });
 }
 
 template <class Socket>
@@ -247,37 +569,46 @@ asio::awaitable<void> run_writer(SessionPtr<Socket> s) {
   s->writer_done.cancel();
 }
 
+// Queues a request on its bind's lane (QUERY, BEGIN, COMMIT, ROLLBACK).
 template <class Socket>
-void handle_query(const SessionPtr<Socket>& s, const Frame& f) {
-  protocol::QueryRequest q;
-  std::string why;
-  std::uint32_t id = f.header.request_id;
-  if (!protocol::decode_query(f.body, q, why)) {
-    s->send_error(id, ErrorCode::bad_request, "bad QUERY: " + why);
-    return;
-  }
+void enqueue(const SessionPtr<Socket>& s, Request req, const std::optional<std::string>& wanted) {
   auto routes = s->server.routes();
   std::string key;
-  auto pool = routes->resolve(q.bind, key);
+  auto pool = routes->resolve(wanted, key);
   if (!pool) {
-    s->send_error(id, ErrorCode::unknown_bind, "unknown bind \"" + key + "\"", key);
+    s->send_error(req.id, ErrorCode::unknown_bind, "unknown bind \"" + key + "\"", key);
     return;
   }
   if (s->in_flight >= static_cast<int>(s->limits.max_in_flight)) {
-    s->send_error(id, ErrorCode::busy,
+    s->send_error(req.id, ErrorCode::busy,
                   "too many requests in flight on this connection (limit " +
                       std::to_string(s->limits.max_in_flight) + ")",
                   key);
     return;
   }
   ++s->in_flight;
-  Lane& lane = s->lanes[key];
-  lane.queue.push_back(Request{id, std::move(q), key, std::move(pool)});
-  if (!lane.running) {
-    lane.running = true;
-    ++s->active_lanes;
-    asio::co_spawn(s->socket.get_executor(), run_lane(s, key), asio::detached);
+  req.bind = key;
+  req.pool = std::move(pool);
+  Lane& lane = s->lane(key);
+  lane.queue.push_back(std::move(req));
+  start_lane(s, key, lane);
+}
+
+template <class Socket>
+void handle_cancel(const SessionPtr<Socket>& s, std::uint32_t id, std::uint32_t target) {
+  for (auto& [key, lane] : s->lanes) {
+    for (auto it = lane.queue.begin(); it != lane.queue.end(); ++it) {
+      if (it->id != target || it->kind == Kind::abort_idle_tx) continue;
+      lane.queue.erase(it);
+      --s->in_flight;
+      s->send_error(target, ErrorCode::cancelled, "cancelled on request before it ran", key);
+      s->send_complete(id, 1, false);
+      return;
+    }
   }
+  auto it = s->jobs.find(target);
+  bool stopping = it != s->jobs.end() && stop_job(s, it->second, ErrorCode::cancelled);
+  s->send_complete(id, stopping ? 1 : 0, false);
 }
 
 // Returns a close reason, or "" to keep going.
@@ -312,9 +643,52 @@ std::string handle_frame(const SessionPtr<Socket>& s, FrameDecoder& dec, const F
     return {};
   }
   switch (f.type()) {
-    case FrameType::query:
-      handle_query(s, f);
+    case FrameType::query: {
+      Request r;
+      r.id = id;
+      if (!protocol::decode_query(f.body, r.query, why)) {
+        s->send_error(id, ErrorCode::bad_request, "bad QUERY: " + why);
+        break;
+      }
+      auto wanted = r.query.bind;
+      enqueue(s, std::move(r), wanted);
       break;
+    }
+    case FrameType::begin: {
+      Request r;
+      r.id = id;
+      r.kind = Kind::begin;
+      if (!protocol::decode_begin(f.body, r.begin, why)) {
+        s->send_error(id, ErrorCode::bad_request, "bad BEGIN: " + why);
+        break;
+      }
+      auto wanted = r.begin.bind;
+      enqueue(s, std::move(r), wanted);
+      break;
+    }
+    case FrameType::commit:
+    case FrameType::rollback: {
+      Request r;
+      r.id = id;
+      r.kind = f.type() == FrameType::commit ? Kind::commit : Kind::rollback;
+      std::optional<std::string> wanted;
+      if (!protocol::decode_end(f.body, wanted, why)) {
+        s->send_error(id, ErrorCode::bad_request,
+                      std::string(f.type() == FrameType::commit ? "bad COMMIT: " : "bad ROLLBACK: ") + why);
+        break;
+      }
+      enqueue(s, std::move(r), wanted);
+      break;
+    }
+    case FrameType::cancel: {
+      std::uint32_t target = 0;
+      if (!protocol::decode_cancel(f.body, target, why)) {
+        s->send_error(id, ErrorCode::bad_request, "bad CANCEL: " + why);
+        break;
+      }
+      handle_cancel(s, id, target);
+      break;
+    }
     case FrameType::ping:
       if (!protocol::decode_empty(f.body, why)) {
         s->send_error(id, ErrorCode::bad_request, "bad PING: " + why);
@@ -413,12 +787,13 @@ asio::awaitable<void> session_main(Server& server, Socket socket, std::string pe
     reason = std::string("internal error: ") + e.what();
   }
 
-  // Stop taking requests; let queued frames (e.g. a final ERROR) drain; wait for running queries,
-  // whose workers see the closed outbox and stop streaming.
+  // Stop taking requests; cancel what runs (a client that left wants nothing more from it); let
+  // queued frames (e.g. a final ERROR) drain; wait for the lanes.
   s->closing = true;
   s->outbox.close();
-  // A final frame (e.g. the ERROR that explains a protocol error) gets a short while to reach the
-  // client; a client that does not read cannot hold the session open past that.
+  for (auto& [id, job] : s->jobs) stop_job(s, job, ErrorCode::cancelled);
+  for (auto& [key, lane] : s->lanes) lane.idle_tx_timer.cancel();
+  // A client that does not read cannot hold the session open past the drain deadline.
   s->deadline.cancel();
   s->deadline.expires_after(kDrainTimeout);
   s->deadline.async_wait([s](boost::system::error_code ec) {
@@ -447,7 +822,8 @@ asio::awaitable<void> session_main(Server& server, Socket socket, std::string pe
 }  // namespace
 
 // Plain functions, not coroutines: by-value arguments of a co_await expression are fragile under
-// GCC 12 (see execute()), so the socket goes straight into session_main's frame.
+// GCC 12 (a closure temporary was seen destroyed twice), so the socket goes straight into
+// session_main's frame.
 asio::awaitable<void> run_session(Server& server, asio::ip::tcp::socket socket) {
   boost::system::error_code ec;
   auto ep = socket.remote_endpoint(ec);

@@ -204,7 +204,7 @@ INSTANTIATE_TEST_SUITE_P(
         Bad{"bad-bind-key-space.yaml", 3, "binds.my bind", "bad bind name"},
         Bad{"bad-duplicate-bind.yaml", 4, "binds.main", "duplicate key"},
         Bad{"bad-bind-no-url.yaml", 4, "binds.main.url", "missing"},
-        Bad{"bad-bind-unknown-key.yaml", 4, "binds.main.uri", "unknown key (allowed: url, pool)"},
+        Bad{"bad-bind-unknown-key.yaml", 4, "binds.main.uri", "unknown key (allowed: url, pool, statement_timeout, idle_in_transaction_timeout)"},
         Bad{"bad-bind-null.yaml", 3, "binds.main", "must be a database URL or a map with url and pool"},
         Bad{"bad-no-listen.yaml", 1, "listen", "missing"},
         Bad{"bad-listen-empty.yaml", 4, "listen", "give at least one of listen.tcp and listen.unix"},
@@ -396,3 +396,24 @@ TEST(ParseDuration, Invalid) {
 
 }  // namespace
 }  // namespace binds
+
+TEST(ConfigTimeouts, StatementAndIdleInTransactionTimeoutsPerBind) {
+  auto cfg = binds::load_config_text(
+      "listen: {unix: /tmp/x.sock}\n"
+      "default: a\n"
+      "binds:\n"
+      "  a:\n    url: sqlite://\n    statement_timeout: 30s\n    idle_in_transaction_timeout: off\n"
+      "  b: sqlite://\n",
+      "/etc/binds/binds.yaml");
+  EXPECT_EQ(cfg->find("a")->statement_timeout, std::chrono::seconds(30));
+  EXPECT_EQ(cfg->find("a")->idle_in_transaction_timeout.count(), 0);
+  EXPECT_EQ(cfg->find("b")->statement_timeout.count(), 0);  // no limit unless asked
+  EXPECT_EQ(cfg->find("b")->idle_in_transaction_timeout, std::chrono::minutes(5));
+  try {
+    binds::load_config_text("listen: {unix: /tmp/x.sock}\nbinds:\n  a:\n    url: sqlite://\n    statement_timeout: soon\n",
+                            "/etc/binds/binds.yaml");
+    ADD_FAILURE() << "bad duration accepted";
+  } catch (const binds::ConfigError& e) {
+    EXPECT_THAT(e.what(), ::testing::HasSubstr("binds.yaml:5: binds.a.statement_timeout"));
+  }
+}

@@ -144,12 +144,13 @@ TEST(Messages, ResponsesRoundTrip) {
   EXPECT_EQ(c_back.last_insert_id, 17);
   EXPECT_TRUE(c_back.in_transaction);
 
-  ErrorInfo e{ErrorCode::sql_error, "relation does not exist", "main", "42P01", std::nullopt};
+  ErrorInfo e{ErrorCode::sql_error, "relation does not exist", "main", "42P01", std::nullopt, true};
   ErrorInfo e_back;
   ASSERT_TRUE(decode_error(decode_one(encode_error(5, e)).body, e_back, why)) << why;
   EXPECT_EQ(e_back.code, ErrorCode::sql_error);
   EXPECT_EQ(e_back.sqlstate, "42P01");
   EXPECT_EQ(e_back.bind, "main");
+  EXPECT_EQ(e_back.may_have_executed, true);
   EXPECT_EQ(error_code_name(e_back.code), "SQL_ERROR");
 
   HelloOk ok{1, "bindsd/x", 1024, 100, "main"};
