@@ -211,7 +211,9 @@ class Connection:
         if s is None or s.done:
             self._active = None
             return
-        if self._cancel_supported is not False:
+        # CANCEL only outside a transaction: a cancelled statement aborts a PostgreSQL transaction
+        # (and SQLite's interrupt rolls a writing one back), which closing a cursor must not do
+        if self._cancel_supported is not False and not self._tx_open:
             cid = self._new_id()
             self._pending_cancels.add(cid)
             self._send(P.CANCEL, cid, {"target": s.rid})

@@ -261,8 +261,10 @@ class MySQLDialect_binds(_BindsMixin, MySQLDialect):
     supports_statement_cache = True  # SQLAlchemy reads it from each class itself
     binds_backend = "mysql"
     default_paramstyle = "format"
-    supports_sane_rowcount = True
-    supports_sane_multi_rowcount = True
+    # bindsd reports MySQL's *changed* rows as `affected` (no CLIENT_FOUND_ROWS), so an UPDATE
+    # that matches a row without changing it counts 0: rowcounts cannot confirm matches
+    supports_sane_rowcount = False
+    supports_sane_multi_rowcount = False
     _isolation_lookup = set(MySQLDialect._isolation_lookup)
 
     colspecs = util.update_copy(
