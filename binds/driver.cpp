@@ -27,4 +27,20 @@ std::unique_ptr<Connection> connect(const DatabaseUrl& url, const std::string& b
   return nullptr;
 }
 
+namespace detail {
+
+void CancelGate::begin() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  running_ = true;
+  delivered_ = false;
+}
+
+bool CancelGate::end() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  running_ = false;
+  idle_.wait(lock, [this] { return in_flight_ == 0; });
+  return delivered_;
+}
+
+}  // namespace detail
 }  // namespace binds

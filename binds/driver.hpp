@@ -5,8 +5,10 @@
 // Threading: a Connection is used by one thread at a time (the pool guarantees it) and every call
 // may block, so callers run them on a pool worker thread, never on an Asio I/O thread.
 
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -100,6 +102,50 @@ std::unique_ptr<Connection> connect(const DatabaseUrl& url, const std::string& b
                                     BackendError& err);
 
 namespace detail {
+
+// Confines a cancel to the statement that runs when cancel() is called. A backend cancel only
+// goes out while a statement runs, and the statement's end() waits for any cancel still on its
+// way, so the next statement cannot start before an earlier cancel has been processed by the
+// server. A cancel that the server processes while the connection sits idle is discarded by both
+// PostgreSQL and MariaDB, so a late cancel never hits a later statement.
+class CancelGate {
+ public:
+  // Worker thread: brackets one statement. end() returns whether a cancel was delivered while the
+  // statement ran (it may still have completed first).
+  void begin();
+  bool end();
+
+  // Any thread: calls send() (returns whether the cancel reached the backend) if a statement is
+  // running; otherwise does nothing. The connection outlives send() because end() waits for it.
+  template <class Send>
+  void fire(Send&& send) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!running_) return;
+      ++in_flight_;
+    }
+    bool delivered = false;
+    try {
+      delivered = send();
+    } catch (...) {
+      // A cancel is best effort; the statement then runs to its end.
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      --in_flight_;
+      if (delivered) delivered_ = true;
+    }
+    idle_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable idle_;
+  bool running_ = false;
+  bool delivered_ = false;
+  int in_flight_ = 0;
+};
+
 std::unique_ptr<Connection> connect_postgresql(const DatabaseUrl&, BackendError&);
 std::unique_ptr<Connection> connect_mysql(const DatabaseUrl&, BackendError&);
 std::unique_ptr<Connection> connect_sqlite(const DatabaseUrl&, const std::string& bind_key,

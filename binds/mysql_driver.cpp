@@ -15,6 +15,7 @@
 #include <mysql_connection.h>
 #include <mysql_driver.h>
 
+#include <algorithm>
 #include <charconv>
 #include <exception>
 #include <memory>
@@ -202,14 +203,96 @@ Value convert(sql::ResultSet& rs, unsigned i, const ColumnInfo& ci, bool prepare
   }
 }
 
-class StubCanceller final : public Canceller {
+// Opens one session. Throws sql::SQLException; returns nullptr (err filled) for a bad option.
+// side_timeout > 0 bounds connect, read and write for a short-lived side connection.
+std::unique_ptr<sql::Connection> open_session(const DatabaseUrl& url, int side_timeout,
+                                              BackendError& err) {
+  sql::ConnectOptionsMap opts;
+  if (auto it = url.options.find("unix_socket"); it != url.options.end()) {
+    opts["hostName"] = sql::SQLString("unix://" + it->second);
+  } else {
+    std::string host = url.host.empty() ? "127.0.0.1" : url.host;
+    if (host.find(':') != std::string::npos) host = "[" + host + "]";  // IPv6 literal
+    opts["hostName"] =
+        sql::SQLString("tcp://" + host + ":" + std::to_string(url.port.value_or(3306)));
+  }
+  opts["userName"] = sql::SQLString(url.user);
+  opts["password"] = sql::SQLString(url.password);
+  if (!url.database.empty()) opts["schema"] = sql::SQLString(url.database);
+
+  int timeout = 5;
+  if (auto it = url.options.find("connect_timeout"); it != url.options.end()) {
+    const std::string& v = it->second;
+    auto res = std::from_chars(v.data(), v.data() + v.size(), timeout);
+    if (res.ec != std::errc() || timeout <= 0) {
+      err.message = "invalid connect_timeout option (seconds expected)";
+      return nullptr;
+    }
+  }
+  if (side_timeout > 0) {
+    timeout = std::min(timeout, side_timeout);
+    opts["OPT_READ_TIMEOUT"] = side_timeout;
+    opts["OPT_WRITE_TIMEOUT"] = side_timeout;
+  }
+  opts["OPT_CONNECT_TIMEOUT"] = timeout;
+  std::string charset = "utf8mb4";
+  if (auto it = url.options.find("charset"); it != url.options.end()) charset = it->second;
+  opts["OPT_CHARSET_NAME"] = sql::SQLString(charset);
+  // A silent reconnect would drop the session (transaction, variables) behind our back.
+  opts["OPT_RECONNECT"] = false;
+
+  std::unique_ptr<sql::Connection> conn(driver()->connect(opts));
+  if (!conn) err.message = "MySQL connect failed";
+  return conn;
+}
+
+std::uint64_t connection_id(sql::Connection& conn) {
+  std::unique_ptr<sql::Statement> st(conn.createStatement());
+  std::unique_ptr<sql::ResultSet> rs(st->executeQuery("SELECT CONNECTION_ID()"));
+  return rs->next() ? rs->getUInt64(1) : 0;
+}
+
+constexpr int kQueryInterrupted = 1317;  // ER_QUERY_INTERRUPTED
+
+// Seconds a cancel may spend on its side connection (connect, then the KILL round trip).
+constexpr int kSideTimeout = 2;
+
+// KILL QUERY from a side connection. The server applies it before answering, and kill() waits
+// for that answer, so with CancelGate a KILL is done before the next statement is sent. A KILL
+// that lands after its statement finished finds the session idle, and MariaDB clears a pending
+// KILL QUERY when the next command starts (the driver tests check both).
+class MysqlCanceller final : public Canceller {
  public:
-  void cancel() override {}
+  MysqlCanceller(DatabaseUrl url, std::uint64_t id) : url_(std::move(url)), id_(id) {}
+
+  void cancel() override {
+    gate.fire([this] { return kill(); });
+  }
+
+  // Worker thread, between statements (after a reconnect): the gate orders it before any kill().
+  void set_id(std::uint64_t id) { id_ = id; }
+
+  detail::CancelGate gate;
+
+ private:
+  bool kill() {
+    ensure_thread();
+    BackendError err;
+    std::unique_ptr<sql::Connection> side = open_session(url_, kSideTimeout, err);
+    if (!side) return false;
+    std::unique_ptr<sql::Statement> st(side->createStatement());
+    st->execute(sql::SQLString("KILL QUERY " + std::to_string(id_)));
+    return true;
+  }
+
+  const DatabaseUrl url_;
+  std::uint64_t id_;
 };
 
 class MysqlConnection final : public Connection {
  public:
-  explicit MysqlConnection(std::unique_ptr<sql::Connection> conn) : conn_(std::move(conn)) {}
+  MysqlConnection(std::unique_ptr<sql::Connection> conn, const DatabaseUrl& url, std::uint64_t id)
+      : conn_(std::move(conn)), url_(url), canceller_(std::make_shared<MysqlCanceller>(url, id)) {}
   ~MysqlConnection() override {
     ensure_thread();
     try {
@@ -226,7 +309,10 @@ class MysqlConnection final : public Connection {
     ensure_thread();
     out = ExecResult{};
     if (broken_) return broken_error();
+    if (diagnostics_dirty_) clear_diagnostics();
     std::optional<BackendError> err;
+    streamed_ = false;
+    canceller_->gate.begin();
     try {
       if (params.empty()) {
         run_plain(sql, sink, out);
@@ -238,13 +324,21 @@ class MysqlConnection final : public Connection {
     } catch (const std::exception& e) {
       err = BackendError{protocol::ErrorCode::internal, e.what(), "", std::nullopt, true};
     }
+    // Before the probe: a KILL must not be able to reach it.
+    const bool cancel_delivered = canceller_->gate.end();
     if (err && err->connection_broken) {
       broken_ = true;
       tx_ = TxStatus::unknown;
       return err;
     }
     // The probe runs after failures too: an error inside a transaction leaves it open.
-    std::optional<BackendError> probe_err = probe(err ? nullptr : &out);
+    std::int64_t error_count = 0;
+    std::optional<BackendError> probe_err = probe(err ? nullptr : &out, error_count);
+    if (!probe_err && error_count > 0) {
+      if (!err && streamed_) err = swallowed_error();
+      clear_diagnostics();
+    }
+    if (err && cancel_delivered && err->number == kQueryInterrupted) err->interrupted = true;
     if (err) return err;
     return probe_err;
   }
@@ -265,6 +359,7 @@ class MysqlConnection final : public Connection {
         broken_ = true;
         tx_ = TxStatus::unknown;
       }
+      diagnostics_dirty_ = true;
       return err;
     } catch (const std::exception& e) {
       broken_ = true;
@@ -274,7 +369,45 @@ class MysqlConnection final : public Connection {
 
   std::shared_ptr<Canceller> canceller() override { return canceller_; }
 
-  std::optional<BackendError> reset() override { return std::nullopt; }
+  // Connector/C++ 1.1 has no way to send COM_RESET_CONNECTION or COM_CHANGE_USER: the MYSQL*
+  // sits in a private member of an uninstalled class, and its reconnect() is only a ping. No
+  // statement sequence clears user variables, prepared statements and temporary tables without
+  // knowing their names, so the session is replaced by a new one. Closing first keeps the
+  // connection count from exceeding the pool size.
+  std::optional<BackendError> reset() override {
+    ensure_thread();
+    if (broken_) return broken_error();
+    if (tx_ != TxStatus::idle) {
+      return BackendError{protocol::ErrorCode::internal, "reset() needs an idle connection", "",
+                          std::nullopt, false};
+    }
+    try {
+      conn_.reset();
+    } catch (...) {
+      // The old session is abandoned either way.
+    }
+    broken_ = true;  // until the new session is up
+    tx_ = TxStatus::unknown;
+    BackendError err;
+    err.code = protocol::ErrorCode::backend_unavailable;
+    err.connection_broken = true;
+    try {
+      conn_ = open_session(url_, 0, err);
+      if (!conn_) return err;
+      canceller_->set_id(connection_id(*conn_));
+    } catch (const sql::SQLException& e) {
+      err = from_exception(e);
+      err.code = protocol::ErrorCode::backend_unavailable;
+      err.connection_broken = true;
+      return err;
+    } catch (const std::exception& e) {
+      err.message = e.what();
+      return err;
+    }
+    broken_ = false;
+    tx_ = TxStatus::idle;
+    return std::nullopt;
+  }
 
   bool alive() override {
     ensure_thread();
@@ -326,7 +459,10 @@ class MysqlConnection final : public Connection {
     if (st->execute(sql::SQLString(std::string(sql)))) {
       {
         std::unique_ptr<sql::ResultSet> rs(st->getResultSet());
-        if (rs) stream(*rs, false, sink, out);
+        if (rs) {
+          streamed_ = true;
+          stream(*rs, false, sink, out);
+        }
       }
       // CALL returns further results (at least a final status); unread, they would desync the
       // connection.
@@ -377,32 +513,82 @@ class MysqlConnection final : public Connection {
   // One round trip for what the reply to the statement does not expose through this API:
   // the transaction status and the generated id. LAST_INSERT_ID(0) resets the id so a later
   // statement that generates none is not credited with this one's.
-  std::optional<BackendError> probe(ExecResult* out) {
+  // Connector/C++ 1.1 reads a streamed (mysql_use_result) result with mysql_fetch_row and takes
+  // its NULL for the end of the rows without checking for an error: a statement that fails
+  // mid-stream (KILL QUERY, a runtime error) looks like a complete, shorter result. The server
+  // still holds the error in its diagnostics area, which the table-less probe leaves alone, so
+  // the probe reads @@error_count and this fetches the error itself.
+  BackendError swallowed_error() {
+    BackendError e;
+    e.message = "statement failed while its rows were read";
     try {
       std::unique_ptr<sql::Statement> st(conn_->createStatement());
-      std::unique_ptr<sql::ResultSet> rs(
-          st->executeQuery("SELECT @@in_transaction, LAST_INSERT_ID(), LAST_INSERT_ID(0)"));
-      if (rs->next()) {
-        tx_ = rs->getInt(1) != 0 ? TxStatus::in_tx : TxStatus::idle;
-        const std::uint64_t id = rs->getUInt64(2);
-        if (out && id != 0) out->last_insert_id = static_cast<std::int64_t>(id);
+      std::unique_ptr<sql::ResultSet> rs(st->executeQuery("SHOW ERRORS"));
+      if (rs->next()) {  // Level, Code, Message
+        e.number = static_cast<std::int64_t>(rs->getUInt(2));
+        e.message = rs->getString(3);
       }
-      return std::nullopt;
-    } catch (const sql::SQLException& e) {
-      BackendError err = from_exception(e);
-      tx_ = TxStatus::unknown;
-      // Without a trustworthy transaction status the connection must not be shared.
-      err.connection_broken = true;
-      err.code = protocol::ErrorCode::backend_unavailable;
-      broken_ = true;
-      return err;
+    } catch (const sql::SQLException&) {
+      // The generic message stands; the error count alone says the result is incomplete.
+    }
+    if (e.number == kQueryInterrupted) e.sqlstate = "70100";
+    return e;
+  }
+
+  // A statement without tables leaves the diagnostics area alone, so an error from an earlier
+  // statement would still count for a table-less streamed one (SELECT SLEEP(1)). Only statements
+  // that use a table clear it; a derived table is enough. Costs a round trip after failures only
+  // (and means SHOW ERRORS after a failed statement comes back empty).
+  void clear_diagnostics() {
+    try {
+      std::unique_ptr<sql::Statement> st(conn_->createStatement());
+      st->execute("DO (SELECT 1 FROM (SELECT 1) AS binds_clear)");
+      diagnostics_dirty_ = false;
+    } catch (const sql::SQLException&) {
+      diagnostics_dirty_ = true;  // retried before the next statement
     }
   }
 
+  std::optional<BackendError> probe(ExecResult* out, std::int64_t& error_count) {
+    // MariaDB clears a KILL QUERY that found the session idle when the next command starts, so
+    // the probe should never be interrupted; if a server did not, the KILL is spent on the first
+    // attempt and the second one runs.
+    for (int attempt = 0;; ++attempt) {
+      try {
+        return probe_once(out, error_count);
+      } catch (const sql::SQLException& e) {
+        if (attempt == 0 && e.getErrorCode() == kQueryInterrupted) continue;
+        BackendError err = from_exception(e);
+        tx_ = TxStatus::unknown;
+        // Without a trustworthy transaction status the connection must not be shared.
+        err.connection_broken = true;
+        err.code = protocol::ErrorCode::backend_unavailable;
+        broken_ = true;
+        return err;
+      }
+    }
+  }
+
+  std::optional<BackendError> probe_once(ExecResult* out, std::int64_t& error_count) {
+    std::unique_ptr<sql::Statement> st(conn_->createStatement());
+    std::unique_ptr<sql::ResultSet> rs(st->executeQuery(
+        "SELECT @@in_transaction, LAST_INSERT_ID(), LAST_INSERT_ID(0), @@error_count"));
+    if (rs->next()) {
+      tx_ = rs->getInt(1) != 0 ? TxStatus::in_tx : TxStatus::idle;
+      const std::uint64_t id = rs->getUInt64(2);
+      if (out && id != 0) out->last_insert_id = static_cast<std::int64_t>(id);
+      error_count = rs->getInt64(4);
+    }
+    return std::nullopt;
+  }
+
   std::unique_ptr<sql::Connection> conn_;
+  const DatabaseUrl url_;
   TxStatus tx_ = TxStatus::idle;
   bool broken_ = false;
-  std::shared_ptr<Canceller> canceller_ = std::make_shared<StubCanceller>();
+  bool streamed_ = false;  // the statement's rows were read with mysql_use_result
+  bool diagnostics_dirty_ = false;  // the server may still hold an earlier statement's error
+  std::shared_ptr<MysqlCanceller> canceller_;
 };
 
 }  // namespace
@@ -414,41 +600,10 @@ std::unique_ptr<Connection> connect_mysql(const DatabaseUrl& url, BackendError& 
   err = BackendError{};
   err.code = protocol::ErrorCode::backend_unavailable;
   try {
-    sql::ConnectOptionsMap opts;
-    if (auto it = url.options.find("unix_socket"); it != url.options.end()) {
-      opts["hostName"] = sql::SQLString("unix://" + it->second);
-    } else {
-      std::string host = url.host.empty() ? "127.0.0.1" : url.host;
-      if (host.find(':') != std::string::npos) host = "[" + host + "]";  // IPv6 literal
-      opts["hostName"] =
-          sql::SQLString("tcp://" + host + ":" + std::to_string(url.port.value_or(3306)));
-    }
-    opts["userName"] = sql::SQLString(url.user);
-    opts["password"] = sql::SQLString(url.password);
-    if (!url.database.empty()) opts["schema"] = sql::SQLString(url.database);
-
-    int timeout = 5;
-    if (auto it = url.options.find("connect_timeout"); it != url.options.end()) {
-      const std::string& v = it->second;
-      auto res = std::from_chars(v.data(), v.data() + v.size(), timeout);
-      if (res.ec != std::errc() || timeout <= 0) {
-        err.message = "invalid connect_timeout option (seconds expected)";
-        return nullptr;
-      }
-    }
-    opts["OPT_CONNECT_TIMEOUT"] = timeout;
-    std::string charset = "utf8mb4";
-    if (auto it = url.options.find("charset"); it != url.options.end()) charset = it->second;
-    opts["OPT_CHARSET_NAME"] = sql::SQLString(charset);
-    // A silent reconnect would drop the session (transaction, variables) behind our back.
-    opts["OPT_RECONNECT"] = false;
-
-    std::unique_ptr<sql::Connection> conn(driver()->connect(opts));
-    if (!conn) {
-      err.message = "MySQL connect failed";
-      return nullptr;
-    }
-    return std::make_unique<MysqlConnection>(std::move(conn));
+    std::unique_ptr<sql::Connection> conn = open_session(url, 0, err);
+    if (!conn) return nullptr;
+    const std::uint64_t id = connection_id(*conn);
+    return std::make_unique<MysqlConnection>(std::move(conn), url, id);
   } catch (const sql::SQLException& e) {
     // libmariadb's connect errors name user and host, never the password.
     err.message = e.what();

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <exception>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -132,14 +133,43 @@ std::string trim(std::string s) {
 
 void ignore_notice(void*, const char*) {}
 
-class StubCanceller final : public Canceller {
+// The PGcancel copies what a cancel request needs (address, backend pid and key) and is independent
+// of the PGconn, so it can live on with the canceller after the connection is gone; the gate keeps
+// it from being used then.
+//
+// PQcancel blocks until the postmaster closes the cancel connection, i.e. until it has signalled
+// the backend; that wait is what lets CancelGate guarantee a cancel never outlives its statement.
+// libpq 15 offers no timeout for it (PQcancelCreate with connect_timeout arrives in libpq 17), and
+// no socket option would help against a SIGSTOPped server: its kernel still accepts the connection
+// and acknowledges the packet. Such a cancel returns when the server resumes.
+class PgCanceller final : public Canceller {
  public:
-  void cancel() override {}
+  explicit PgCanceller(PGcancel* c) : cancel_(c) {}
+  ~PgCanceller() override { PQfreeCancel(cancel_); }
+
+  void cancel() override {
+    gate.fire([this] { return send(); });
+  }
+
+  // For the worker thread's own use while its statement runs (a sink that stops early).
+  bool send() {
+    if (!cancel_) return false;  // libpq could not allocate one: cancel is best effort
+    char errbuf[256];
+    return PQcancel(cancel_, errbuf, sizeof errbuf) == 1;
+  }
+
+  detail::CancelGate gate;
+
+ private:
+  PGcancel* const cancel_;
 };
+
+constexpr const char* kQueryCanceled = "57014";
 
 class PgConnection final : public Connection {
  public:
-  explicit PgConnection(PGconn* conn) : conn_(conn) {
+  explicit PgConnection(PGconn* conn)
+      : conn_(conn), canceller_(std::make_shared<PgCanceller>(PQgetCancel(conn))) {
     // Notices (e.g. "there is no transaction in progress") would go to stderr otherwise.
     PQsetNoticeProcessor(conn_, ignore_notice, nullptr);
   }
@@ -149,12 +179,19 @@ class PgConnection final : public Connection {
 
   std::optional<BackendError> execute(std::string_view sql, const std::vector<Value>& params,
                                       RowSink& sink, ExecResult& out) override {
+    std::optional<BackendError> err;
+    canceller_->gate.begin();
     try {
-      return execute_impl(sql, params, sink, out);
+      err = execute_impl(sql, params, sink, out);
     } catch (const std::exception& e) {
       // Whatever was in flight is abandoned half way: the connection state is unknown.
-      return BackendError{protocol::ErrorCode::internal, e.what(), "", std::nullopt, true};
+      err = BackendError{protocol::ErrorCode::internal, e.what(), "", std::nullopt, true};
     }
+    const bool cancel_delivered = canceller_->gate.end();
+    // 57014 alone would also match a statement_timeout the client set itself; that one is the
+    // client's own error, not our cancel.
+    if (err && cancel_delivered && err->sqlstate == kQueryCanceled) err->interrupted = true;
+    return err;
   }
 
   TxStatus tx_status() override {
@@ -187,7 +224,20 @@ class PgConnection final : public Connection {
 
   std::shared_ptr<Canceller> canceller() override { return canceller_; }
 
-  std::optional<BackendError> reset() override { return std::nullopt; }
+  // DISCARD ALL covers session parameters (back to the connection's start-up values, so
+  // application_name and client_encoding stay), temporary tables, prepared statements, cursors,
+  // LISTEN registrations, advisory locks and cached plans. It refuses to run in a transaction.
+  std::optional<BackendError> reset() override {
+    if (PQtransactionStatus(conn_) != PQTRANS_IDLE) {
+      return BackendError{protocol::ErrorCode::internal, "reset() needs an idle connection", "",
+                          std::nullopt, false};
+    }
+    PGresult* r = PQexec(conn_, "DISCARD ALL");
+    std::optional<BackendError> err;
+    if (PQresultStatus(r) != PGRES_COMMAND_OK) err = error_from(r);
+    PQclear(r);
+    return err;
+  }
 
   bool alive() override {
     if (PQstatus(conn_) != CONNECTION_OK) return false;
@@ -369,11 +419,7 @@ class PgConnection final : public Connection {
   void stop() {
     if (stopped_) return;
     stopped_ = true;
-    if (PGcancel* c = PQgetCancel(conn_)) {
-      char errbuf[256];
-      PQcancel(c, errbuf, sizeof errbuf);  // best effort: draining works without it, only slower
-      PQfreeCancel(c);
-    }
+    canceller_->send();  // best effort: draining works without it, only slower
   }
 
   static std::int64_t cmd_tuples(PGresult* r, std::int64_t fallback) {
@@ -386,7 +432,7 @@ class PgConnection final : public Connection {
 
   PGconn* conn_;
   bool stopped_ = false;
-  std::shared_ptr<Canceller> canceller_ = std::make_shared<StubCanceller>();
+  std::shared_ptr<PgCanceller> canceller_;
 };
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <exception>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -134,25 +135,57 @@ struct StmtGuard {
   ~StmtGuard() { sqlite3_finalize(st); }
 };
 
-class StubCanceller final : public Canceller {
+// sqlite3_interrupt is safe from any thread as long as the handle stays open; the gate only lets
+// it through while a statement runs, and the connection cannot close during one.
+class SqliteCanceller final : public Canceller {
  public:
-  void cancel() override {}
+  explicit SqliteCanceller(sqlite3* db) : db_(db) {}
+  void cancel() override {
+    gate.fire([this] {
+      sqlite3_interrupt(db_);
+      return true;
+    });
+  }
+  detail::CancelGate gate;
+
+ private:
+  sqlite3* const db_;
 };
+
+bool is_interrupt(int code) { return (code & 0xff) == SQLITE_INTERRUPT; }
+
+// Double quotes make any name a valid identifier; embedded quotes are doubled.
+std::string quote_ident(const std::string& name) {
+  std::string q = "\"";
+  for (char c : name) {
+    if (c == '"') q += '"';
+    q += c;
+  }
+  return q + "\"";
+}
 
 class SqliteConnection final : public Connection {
  public:
-  explicit SqliteConnection(sqlite3* db) : db_(db) {}
+  SqliteConnection(sqlite3* db, int busy_ms)
+      : db_(db), busy_ms_(busy_ms), canceller_(std::make_shared<SqliteCanceller>(db)) {}
   ~SqliteConnection() override { sqlite3_close_v2(db_); }
 
   Backend backend() const override { return Backend::sqlite; }
 
   std::optional<BackendError> execute(std::string_view sql, const std::vector<Value>& params,
                                       RowSink& sink, ExecResult& out) override {
+    std::optional<BackendError> err;
+    canceller_->gate.begin();
     try {
-      return execute_impl(sql, params, sink, out);
+      err = execute_impl(sql, params, sink, out);
     } catch (const std::exception& e) {
-      return BackendError{protocol::ErrorCode::internal, e.what(), "", std::nullopt, false};
+      err = BackendError{protocol::ErrorCode::internal, e.what(), "", std::nullopt, false};
     }
+    const bool cancel_delivered = canceller_->gate.end();
+    if (err && cancel_delivered && err->number && is_interrupt(static_cast<int>(*err->number))) {
+      err->interrupted = true;
+    }
+    return err;
   }
 
   TxStatus tx_status() override {
@@ -169,7 +202,46 @@ class SqliteConnection final : public Connection {
 
   std::shared_ptr<Canceller> canceller() override { return canceller_; }
 
-  std::optional<BackendError> reset() override { return std::nullopt; }
+  // A SQLite connection's own state: the temp schema, attached databases and pragmas. The temp
+  // objects and attachments go; of the pragmas only those set at open are restored (reopening
+  // instead would reset all of them, but closing the last connection of a WAL database
+  // checkpoints and deletes its WAL: far dearer than these few statements).
+  std::optional<BackendError> reset() override {
+    if (!sqlite3_get_autocommit(db_)) {
+      return BackendError{protocol::ErrorCode::internal, "reset() needs an idle connection", "",
+                          std::nullopt, false};
+    }
+    std::vector<std::string> drops;
+    // Triggers and indexes on temp tables go with their table; the type order drops views
+    // before the tables they may read.
+    if (!collect(
+            "SELECT type, name FROM temp.sqlite_master WHERE type IN ('view', 'table', 'trigger')"
+            " AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY type = 'table'",
+            [&](sqlite3_stmt* st) {
+              const std::string type = reinterpret_cast<const char*>(sqlite3_column_text(st, 0));
+              const std::string name = reinterpret_cast<const char*>(sqlite3_column_text(st, 1));
+              drops.push_back("DROP " + upper(type.c_str()) + " IF EXISTS temp." +
+                              quote_ident(name));
+            })) {
+      return sqlite_error(db_);
+    }
+    if (!collect("PRAGMA database_list", [&](sqlite3_stmt* st) {
+          const std::string name = reinterpret_cast<const char*>(sqlite3_column_text(st, 1));
+          if (name != "main" && name != "temp") drops.push_back("DETACH " + quote_ident(name));
+        })) {
+      return sqlite_error(db_);
+    }
+    for (const std::string& sql : drops) {
+      if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
+        return sqlite_error(db_);
+      }
+    }
+    sqlite3_busy_timeout(db_, busy_ms_);
+    if (sqlite3_exec(db_, "PRAGMA foreign_keys=ON", nullptr, nullptr, nullptr) != SQLITE_OK) {
+      return sqlite_error(db_);
+    }
+    return std::nullopt;
+  }
 
   bool alive() override { return db_ != nullptr; }
 
@@ -300,8 +372,18 @@ class SqliteConnection final : public Connection {
     return std::nullopt;
   }
 
+  template <class OnRow>
+  bool collect(const char* sql, OnRow on_row) {
+    StmtGuard g;
+    if (sqlite3_prepare_v2(db_, sql, -1, &g.st, nullptr) != SQLITE_OK) return false;
+    int rc;
+    while ((rc = sqlite3_step(g.st)) == SQLITE_ROW) on_row(g.st);
+    return rc == SQLITE_DONE;
+  }
+
   sqlite3* db_;
-  std::shared_ptr<Canceller> canceller_ = std::make_shared<StubCanceller>();
+  int busy_ms_;
+  std::shared_ptr<SqliteCanceller> canceller_;
 };
 
 std::string uri_escape(const std::string& s) {
@@ -373,7 +455,7 @@ std::unique_ptr<Connection> connect_sqlite(const DatabaseUrl& url, const std::st
   } else {
     if (!open_db(url.database, kOpenFlags, db, err)) return nullptr;
   }
-  std::unique_ptr<Connection> conn = std::make_unique<SqliteConnection>(db);
+  std::unique_ptr<Connection> conn = std::make_unique<SqliteConnection>(db, busy_ms);
 
   sqlite3_busy_timeout(db, busy_ms);
   if (!url.sqlite_memory) {

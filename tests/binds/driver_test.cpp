@@ -15,6 +15,8 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -760,6 +762,317 @@ TEST_P(DriverTest, BackendSpecifics) {
       break;
     }
   }
+}
+
+// A statement that runs ~10 s unless cancelled.
+std::string long_sql(Backend b) {
+  switch (b) {
+    case Backend::postgresql:
+      return "SELECT pg_sleep(10)";
+    case Backend::mysql:
+      return "SELECT SLEEP(10)";
+    case Backend::sqlite:
+      return "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 1000000000)"
+             " SELECT count(*) FROM c";
+  }
+  return "";
+}
+
+long long ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                               t0)
+      .count();
+}
+
+// Runs sql on conn while another thread cancels it after delay_ms; returns the error and the time
+// execute() took.
+std::optional<BackendError> run_cancelled(Connection& conn, const std::string& sql,
+                                          const std::vector<Value>& params, RowSink& sink,
+                                          int delay_ms, long long& took_ms) {
+  std::shared_ptr<Canceller> canceller = conn.canceller();
+  std::thread t([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    canceller->cancel();
+  });
+  ExecResult r;
+  auto t0 = std::chrono::steady_clock::now();
+  auto err = conn.execute(sql, params, sink, r);
+  took_ms = ms_since(t0);
+  t.join();
+  return err;
+}
+
+void expect_interrupted(const std::optional<BackendError>& err, Backend b) {
+  ASSERT_TRUE(err.has_value()) << "the statement was not interrupted";
+  EXPECT_TRUE(err->interrupted) << err->message;
+  EXPECT_EQ(err->code, protocol::ErrorCode::sql_error) << err->message;
+  EXPECT_FALSE(err->connection_broken) << err->message;
+  switch (b) {
+    case Backend::postgresql:
+      EXPECT_EQ(err->sqlstate, "57014") << err->message;
+      break;
+    case Backend::mysql:
+      EXPECT_EQ(err->number, std::optional<std::int64_t>(1317)) << err->message;
+      break;
+    case Backend::sqlite:
+      EXPECT_EQ(err->number, std::optional<std::int64_t>(9)) << err->message;  // SQLITE_INTERRUPT
+      break;
+  }
+}
+
+TEST_P(DriverTest, CancelStopsALongStatementAndTheConnectionStaysUsable) {
+  ASSERT_EQ(conn_->canceller(), conn_->canceller()) << "one canceller per connection";
+  Collect c;
+  long long took = 0;
+  auto err = run_cancelled(*conn_, long_sql(backend_), {}, c, 200, took);
+  std::cout << "[          ] " << backend_label(backend_) << ": cancelled after 200 ms, execute()"
+            << " returned after " << took << " ms\n";
+  expect_interrupted(err, backend_);
+  EXPECT_LT(took, 2000);
+  EXPECT_EQ(conn_->tx_status(), TxStatus::idle);
+  Collect one = run("SELECT 1");
+  ASSERT_EQ(one.rows.size(), 1u);
+  EXPECT_EQ(one.rows[0][0], Value(std::int64_t{1}));
+  EXPECT_EQ(conn_->tx_status(), TxStatus::idle);
+  EXPECT_TRUE(conn_->alive());
+
+  // With a parameter (MySQL: a prepared statement).
+  const std::string with_param =
+      backend_ == Backend::postgresql ? "SELECT pg_sleep(10), $1::int"
+      : backend_ == Backend::mysql    ? "SELECT SLEEP(10), ?"
+                                      : "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1"
+                                        " FROM c WHERE x < 1000000000) SELECT count(*) + ? FROM c";
+  Collect p;
+  err = run_cancelled(*conn_, with_param, {std::int64_t{1}}, p, 200, took);
+  expect_interrupted(err, backend_);
+  EXPECT_LT(took, 2000);
+  run("SELECT 1");
+  EXPECT_EQ(conn_->tx_status(), TxStatus::idle);
+}
+
+TEST_P(DriverTest, CancelInsideATransactionKeepsTheTransactionStatusRight) {
+  run("CREATE TABLE " + table_ + " (v int)");
+  run("BEGIN");
+  run("INSERT INTO " + table_ + " (v) VALUES (1)");
+  Collect c;
+  long long took = 0;
+  auto err = run_cancelled(*conn_, long_sql(backend_), {}, c, 200, took);
+  expect_interrupted(err, backend_);
+  EXPECT_LT(took, 2000);
+  // PostgreSQL fails the whole transaction; MySQL and SQLite only the statement.
+  EXPECT_EQ(conn_->tx_status(),
+            backend_ == Backend::postgresql ? TxStatus::failed_tx : TxStatus::in_tx);
+  if (backend_ != Backend::postgresql) {
+    Collect n = run("SELECT count(*) FROM " + table_);
+    ASSERT_EQ(n.rows.size(), 1u);
+    EXPECT_EQ(n.rows[0][0], Value(std::int64_t{1}));
+  }
+  EXPECT_FALSE(conn_->rollback().has_value());
+  EXPECT_EQ(conn_->tx_status(), TxStatus::idle);
+  Collect n = run("SELECT count(*) FROM " + table_);
+  ASSERT_EQ(n.rows.size(), 1u);
+  EXPECT_EQ(n.rows[0][0], Value(std::int64_t{0}));
+}
+
+// A slow consumer: the statement is cancelled while its rows stream.
+struct SlowSink : RowSink {
+  std::int64_t n = 0;
+  bool columns(std::vector<Column>) override { return true; }
+  bool row(Row&) override {
+    if (++n % 100 == 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return true;
+  }
+};
+
+TEST_P(DriverTest, CancelWhileRowsStream) {
+  for (bool with_param : {false, true}) {
+    SlowSink sink;
+    long long took = 0;
+    // generate_series in FROM materialises all its rows before the first one is sent; in the
+    // select list it produces them one at a time.
+    const std::string sql =
+        backend_ == Backend::postgresql
+            ? std::string("SELECT g, 'row-' || g FROM (SELECT generate_series(1, 5000000) AS g) s") +
+                  (with_param ? " WHERE g > $1" : "")
+            : big_sql(5000000, with_param);
+    auto err = run_cancelled(*conn_, sql,
+                             with_param ? std::vector<Value>{std::int64_t{0}}
+                                        : std::vector<Value>{},
+                             sink, 200, took);
+    if (backend_ == Backend::mysql && with_param) {
+      // Connector/C++ buffers a prepared statement's whole result first (mysql_driver.cpp): the
+      // cancel then either stops the buffering or comes after the statement ended on the server.
+      if (err) expect_interrupted(err, backend_);
+    } else {
+      expect_interrupted(err, backend_);
+      EXPECT_GT(sink.n, 0);
+      EXPECT_LT(sink.n, 5000000);
+    }
+    EXPECT_LT(took, 10000);
+    Collect one = run("SELECT 2");
+    ASSERT_EQ(one.rows.size(), 1u);
+    EXPECT_EQ(one.rows[0][0], Value(std::int64_t{2}));
+    EXPECT_EQ(conn_->tx_status(), TxStatus::idle);
+  }
+}
+
+TEST_P(DriverTest, CancelWithNothingRunningDoesNotCancelTheNextStatement) {
+  // A statement that takes a noticeable time, so a leftover cancel would catch it.
+  const std::string medium =
+      backend_ == Backend::postgresql ? "SELECT pg_sleep(0.3)"
+      : backend_ == Backend::mysql    ? "SELECT SLEEP(0.3)"
+                                      : "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 "
+                                        "FROM c WHERE x < 3000000) SELECT count(*) FROM c";
+  std::shared_ptr<Canceller> canceller = conn_->canceller();
+  canceller->cancel();  // before any statement
+  run(medium);
+  run("SELECT 1");
+  canceller->cancel();  // after a statement finished: a late cancel
+  canceller->cancel();
+  run(medium);
+  EXPECT_EQ(conn_->tx_status(), TxStatus::idle);
+
+  // The canceller outlives its connection and then does nothing.
+  conn_.reset();
+  canceller->cancel();
+  conn_ = open();
+}
+
+// Cancels fired at random moments over many short statements: each statement either completes or
+// reports interrupted, and the connection never breaks.
+TEST_P(DriverTest, CancelsAtRandomMomentsNeverBreakTheConnection) {
+  const std::string short_sql =
+      backend_ == Backend::postgresql ? "SELECT pg_sleep(0.02)"
+      : backend_ == Backend::mysql    ? "SELECT SLEEP(0.02)"
+                                      : "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 "
+                                        "FROM c WHERE x < 200000) SELECT count(*) FROM c";
+  std::shared_ptr<Canceller> canceller = conn_->canceller();
+  std::atomic<bool> done{false};
+  std::thread t([&] {
+    unsigned seed = 12345;
+    while (!done) {
+      seed = seed * 1103515245 + 12345;
+      std::this_thread::sleep_for(std::chrono::microseconds((seed >> 8) % 40000));
+      canceller->cancel();
+    }
+  });
+  int completed = 0, interrupted = 0;
+  for (int i = 0; i < 40; ++i) {
+    Collect c;
+    ExecResult r;
+    auto err = conn_->execute(short_sql, {}, c, r);
+    if (!err) {
+      ++completed;
+      continue;
+    }
+    EXPECT_TRUE(err->interrupted) << err->message;
+    EXPECT_FALSE(err->connection_broken) << err->message;
+    if (err->connection_broken) break;
+    ++interrupted;
+  }
+  done = true;
+  t.join();
+  std::cout << "[          ] " << backend_label(backend_) << ": " << completed << " completed, "
+            << interrupted << " interrupted\n";
+  EXPECT_EQ(conn_->tx_status(), TxStatus::idle);
+  run("SELECT 1");
+  EXPECT_TRUE(conn_->alive());
+}
+
+// Runs sql and returns the single value it yields.
+Value scalar(Connection& c, const std::string& sql) {
+  Collect k;
+  ExecResult r;
+  auto err = c.execute(sql, {}, k, r);
+  EXPECT_FALSE(err.has_value()) << sql << ": " << (err ? err->message : "");
+  if (err || k.rows.size() != 1 || k.rows[0].empty()) return Null{};
+  return k.rows[0][0];
+}
+
+TEST_P(DriverTest, ResetClearsSessionState) {
+  switch (backend_) {
+    case Backend::postgresql:
+      run("SET application_name = 'x'");
+      run("SET search_path = pg_catalog");
+      run("CREATE TEMP TABLE binds_tmp (a int)");
+      run("PREPARE p AS SELECT 1");
+      run("SELECT pg_advisory_lock(4711)");
+      break;
+    case Backend::mysql:
+      run("SET @v = 1");
+      run("SET SESSION wait_timeout = 123");
+      run("CREATE TEMPORARY TABLE binds_tmp (a int)");
+      run("PREPARE p FROM 'SELECT 1'");
+      run("SELECT GET_LOCK('binds_reset_lock', 0)");
+      break;
+    case Backend::sqlite:
+      run("CREATE TEMP TABLE binds_tmp (a int)");
+      run("CREATE TEMP VIEW binds_tmp_v AS SELECT a FROM binds_tmp");
+      run("PRAGMA foreign_keys = OFF");
+      run("ATTACH ':memory:' AS binds_aux");
+      break;
+  }
+  // Not while a transaction is open.
+  run("BEGIN");
+  EXPECT_TRUE(conn_->reset().has_value());
+  EXPECT_FALSE(conn_->rollback().has_value());
+
+  auto err = conn_->reset();
+  ASSERT_FALSE(err.has_value()) << err->message;
+  EXPECT_EQ(conn_->tx_status(), TxStatus::idle);
+  EXPECT_TRUE(conn_->alive());
+
+  BackendError gone = fail("SELECT * FROM binds_tmp");
+  EXPECT_FALSE(gone.connection_broken);
+  switch (backend_) {
+    case Backend::postgresql: {
+      EXPECT_EQ(scalar(*conn_, "SHOW application_name"), Value(std::string("bindsd")));
+      EXPECT_EQ(scalar(*conn_, "SHOW search_path"), Value(std::string("\"$user\", public")));
+      fail("EXECUTE p");
+      EXPECT_EQ(scalar(*conn_, "SELECT count(*) FROM pg_prepared_statements"),
+                Value(std::int64_t{0}));
+      auto other = open();
+      ASSERT_NE(other, nullptr);
+      EXPECT_EQ(scalar(*other, "SELECT pg_try_advisory_lock(4711)"), Value(true));
+      break;
+    }
+    case Backend::mysql:
+      EXPECT_EQ(scalar(*conn_, "SELECT @v"), Value(Null{}));
+      EXPECT_NE(scalar(*conn_, "SELECT @@SESSION.wait_timeout"), Value(std::int64_t{123}));
+      fail("EXECUTE p");
+      EXPECT_EQ(scalar(*conn_, "SELECT IS_FREE_LOCK('binds_reset_lock')"), Value(std::int64_t{1}));
+      break;
+    case Backend::sqlite: {
+      fail("SELECT * FROM binds_tmp_v");
+      EXPECT_EQ(scalar(*conn_, "PRAGMA foreign_keys"), Value(std::int64_t{1}));
+      Collect dbs = run("PRAGMA database_list");
+      for (const Row& r : dbs.rows) EXPECT_NE(r.at(1), Value(std::string("binds_aux")));
+      break;
+    }
+  }
+  run("SELECT 1");
+
+  // The canceller follows the connection through the reset (MySQL: a new session id).
+  Collect c;
+  long long took = 0;
+  auto cerr = run_cancelled(*conn_, long_sql(backend_), {}, c, 200, took);
+  expect_interrupted(cerr, backend_);
+  EXPECT_LT(took, 2000);
+
+  // What a reset costs, for a session that has some state to clear.
+  constexpr int kRounds = 50;
+  long long total_us = 0;
+  for (int i = 0; i < kRounds; ++i) {
+    run(backend_ == Backend::mysql ? "SET @v = 1" : "CREATE TEMP TABLE binds_tmp2 (a int)");
+    auto t0 = std::chrono::steady_clock::now();
+    auto rerr = conn_->reset();
+    total_us += std::chrono::duration_cast<std::chrono::microseconds>(
+                    std::chrono::steady_clock::now() - t0)
+                    .count();
+    ASSERT_FALSE(rerr.has_value()) << rerr->message;
+  }
+  std::cout << "[          ] " << backend_label(backend_) << ": reset() takes "
+            << total_us / kRounds << " us on average\n";
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, DriverTest,
