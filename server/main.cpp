@@ -1,14 +1,20 @@
 // bindsd: the binds daemon.
 
+#include <spdlog/pattern_formatter.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
+#include <functional>
 #include <iostream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "binds/config.hpp"
+#include "server/notify.hpp"
 #include "server/server.hpp"
 
 namespace {
@@ -29,7 +35,63 @@ constexpr const char* kUsage = R"(usage: bindsd [options]
   std::exit(2);
 }
 
+// systemd sets JOURNAL_STREAM=DEV:INODE when stdout or stderr is connected to the journal. The
+// variable is inherited by anything we might be started from, so (as sd-daemon(3) advises) it only
+// counts if it names the very stream in question.
+bool is_journal_stream(int fd) {
+  const char* env = std::getenv("JOURNAL_STREAM");
+  if (!env || !*env) return false;
+  unsigned long long dev = 0, ino = 0;
+  char tail = 0;
+  if (std::sscanf(env, "%llu:%llu%c", &dev, &ino, &tail) != 2) return false;
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) return false;
+  return static_cast<unsigned long long>(st.st_dev) == dev && static_cast<unsigned long long>(st.st_ino) == ino;
+}
+
+// journald reads a leading <N> as the syslog priority of the line (sd-daemon.h SD_ERR etc.) and
+// stamps its own time, so the journal gets real levels and no duplicated timestamps.
+class SyslogPrefix : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+    char digit = '6';
+    switch (msg.level) {
+      case spdlog::level::trace:
+      case spdlog::level::debug: digit = '7'; break;
+      case spdlog::level::info: digit = '6'; break;
+      case spdlog::level::warn: digit = '4'; break;
+      case spdlog::level::err: digit = '3'; break;
+      case spdlog::level::critical: digit = '2'; break;
+      default: break;
+    }
+    const char prefix[3] = {'<', digit, '>'};
+    dest.append(prefix, prefix + 3);
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override { return std::make_unique<SyslogPrefix>(); }
+};
+
+void setup_logging(spdlog::level::level_enum level) {
+  spdlog::set_level(level);
+  // spdlog's default logger writes to stdout.
+  if (is_journal_stream(STDOUT_FILENO)) {
+    auto formatter = std::make_unique<spdlog::pattern_formatter>();
+    formatter->add_flag<SyslogPrefix>('*').set_pattern("%*%v");
+    spdlog::set_formatter(std::move(formatter));
+  } else {
+    spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  }
+}
+
+// Errors that bypass spdlog (they go to stderr before or instead of the daemon running).
+std::ostream& error_stream() {
+  static const bool journal = is_journal_stream(STDERR_FILENO);
+  if (journal) std::cerr << "<3>";
+  return std::cerr;
+}
+
 }  // namespace
+
+using namespace binds::server;
 
 int main(int argc, char** argv) {
   std::string config_path = "binds.yaml";
@@ -70,14 +132,14 @@ int main(int argc, char** argv) {
 
   auto level = spdlog::level::from_str(log_level);
   if (level == spdlog::level::off && log_level != "off") usage_error("unknown log level " + log_level);
-  spdlog::set_level(level);
-  spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  setup_logging(level);
 
   std::shared_ptr<const binds::Config> config;
   try {
     config = binds::load_config_file(config_path);
   } catch (const std::exception& e) {
-    std::cerr << "bindsd: invalid configuration: " << e.what() << "\n";
+    error_stream() << "bindsd: invalid configuration: " << e.what() << "\n";
+    notify::status(std::string("invalid configuration: ") + e.what());
     return 1;
   }
   if (check_only) {
@@ -99,18 +161,41 @@ int main(int argc, char** argv) {
 
   try {
     binds::server::Server server(config, threads);
-    boost::asio::signal_set signals(server.io(), SIGINT, SIGTERM);
+    notify::Heartbeat heartbeat(server);
+    // One strand for both signal sets: the stop handler cancels the SIGHUP wait, and Asio objects
+    // must not be used from two threads at once.
+    auto signal_strand = boost::asio::make_strand(server.io());
+    boost::asio::signal_set signals(signal_strand, SIGINT, SIGTERM);
+    // ExecReload sends SIGHUP, whose default action would kill the daemon. Until hot reload exists
+    // it is caught and ignored; reload will then use notify::reloading() / notify::ready().
+    boost::asio::signal_set hangup(signal_strand, SIGHUP);
+    std::function<void()> wait_hangup = [&] {
+      hangup.async_wait([&](boost::system::error_code ec, int) {
+        if (ec) return;
+        spdlog::warn("received SIGHUP: configuration reload is not implemented yet; ignored");
+        wait_hangup();
+      });
+    };
+    wait_hangup();
     signals.async_wait([&](boost::system::error_code ec, int sig) {
       if (ec) return;
       spdlog::info("received {}", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      notify::stopping();
+      heartbeat.stop();
+      boost::system::error_code ignored;
+      hangup.cancel(ignored);
       server.stop();
     });
     server.start();
     spdlog::info("bindsd ready: {} binds, default {}", config->binds.size(), config->default_bind);
+    // Listeners are open and the config is loaded: clients can connect from here on.
+    notify::ready();
+    heartbeat.start();
     server.run();
     spdlog::info("bindsd stopped");
   } catch (const std::exception& e) {
     spdlog::critical("bindsd: {}", e.what());
+    notify::status(std::string("start-up failed: ") + e.what());
     return 1;
   }
   return 0;

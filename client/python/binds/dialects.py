@@ -17,6 +17,8 @@ import decimal
 import re
 
 from sqlalchemy import processors
+from sqlalchemy import sql
+from sqlalchemy.engine import reflection
 from sqlalchemy import types as sqltypes
 from sqlalchemy import util
 from sqlalchemy.dialects.mysql.base import MySQLDialect
@@ -252,6 +254,26 @@ class PGDialect_binds(_BindsMixin, PGDialect):
     def set_deferrable(self, connection, value):
         raise NotImplementedError("DEFERRABLE is not supported by postgresql+binds")
 
+    @reflection.cache
+    def get_unique_constraints(self, connection, table_name, schema=None, **kw):
+        # SQLAlchemy's own query reads pg_constraint.conkey as an array; the protocol has no array
+        # type (it arrives as text), so unnest it on the server instead
+        table_oid = self.get_table_oid(connection, table_name, schema, info_cache=kw.get("info_cache"))
+        rows = connection.execute(
+            sql.text(
+                "SELECT cons.conname AS name, a.attname AS col_name, "
+                "array_position(cons.conkey, a.attnum) AS pos "
+                "FROM pg_catalog.pg_constraint cons JOIN pg_catalog.pg_attribute a "
+                "ON a.attrelid = cons.conrelid AND a.attnum = ANY(cons.conkey) "
+                "WHERE cons.conrelid = :table_oid AND cons.contype = 'u' ORDER BY name, pos"
+            ).columns(name=sqltypes.Unicode, col_name=sqltypes.Unicode),
+            dict(table_oid=table_oid),
+        ).fetchall()
+        out = {}
+        for name, col, _pos in rows:
+            out.setdefault(name, []).append(col)
+        return [{"name": n, "column_names": cols} for n, cols in out.items()]
+
     def get_deferrable(self, connection):
         return False
 
@@ -265,6 +287,7 @@ class MySQLDialect_binds(_BindsMixin, MySQLDialect):
     # that matches a row without changing it counts 0: rowcounts cannot confirm matches
     supports_sane_rowcount = False
     supports_sane_multi_rowcount = False
+    supports_native_decimal = True  # DECIMAL columns arrive as Decimal
     _isolation_lookup = set(MySQLDialect._isolation_lookup)
 
     colspecs = util.update_copy(
@@ -300,6 +323,11 @@ class SQLiteDialect_binds(_BindsMixin, SQLiteDialect):
             sqltypes.Time: _BindsSQLiteTIME,
         },
     )
+
+    def __init__(self, **kwargs):
+        # the module's paramstyle is pyformat; SQLite's own reflection SQL is written with "?"
+        kwargs.setdefault("paramstyle", "qmark")
+        super().__init__(**kwargs)
 
     def _get_server_version_info(self, connection):
         cur = _dbapi_conn(connection.connection).cursor()
