@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 
+sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from deploy_common import TempDir, can_connect, make_config, wait_exit  # noqa: E402
 
