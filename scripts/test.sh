@@ -22,12 +22,22 @@ bash scripts/testdb.sh start "$dbdir" >/dev/null
 . "$dbdir/env"
 
 failed=0
+# The Python driver (client/python, package `binds`) is installed into a venv that sees Debian's
+# python3-msgpack/-sqlalchemy/-flask-sqlalchemy/-pytest, exactly as README.md tells users to.
+pyvenv="$root/build-test/py-venv"
+if ! { /usr/bin/python3 -m venv --system-site-packages "$pyvenv" &&
+  "$pyvenv/bin/pip" install -q --no-build-isolation --no-index --force-reinstall --no-deps \
+    "$root/client/python"; }; then
+  echo "installing the Python driver (client/python) failed" >&2
+  failed=1
+fi
 run_suite() {
   local dir=$1
   echo "== C++ tests ($dir)"
   (cd "$dir" && ctest --output-on-failure --timeout 600) || failed=1
-  echo "== Python tests against $dir/server/bindsd"
-  BINDSD="$root/$dir/server/bindsd" /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/ || failed=1
+  echo "== Python tests against $dir/server/bindsd (spec client, binds driver and dialects)"
+  BINDSD="$root/$dir/server/bindsd" "$pyvenv/bin/python" -m pytest -q -p no:cacheprovider tests/ \
+    || failed=1
 }
 
 # build-test, not build: scripts/run.sh owns build/ (configured without tests).

@@ -355,6 +355,24 @@ class Connection:
                     raise self._error(body)
                 return
 
+    def is_alive(self) -> bool:
+        """A local check, no round trip: False when bindsd has closed this connection (restart,
+        shutdown) or it was closed here. An idle connection has nothing to read; EOF or a reset
+        means the server is gone."""
+        if self._closed:
+            return False
+        if self._active is not None or self._t._pos < len(self._t._buf):
+            return True  # mid-result: data is expected
+        try:
+            data = self._t.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:
+            return False
+        if not data:
+            return False
+        return True  # unsolicited bytes (e.g. a connection-level ERROR): let the next read see them
+
     def cancel(self, cursor: Optional["Cursor"] = None) -> None:
         """Cancel the result being streamed (of `cursor`, or whichever is active)."""
         s = self._active

@@ -150,6 +150,8 @@ class _BindsMixin:
         for key in ("transactions",):
             if key in query:
                 opts[key] = query.pop(key)
+        # the backend's charset is bindsd's business (binds.yaml); Flask-SQLAlchemy adds one for MySQL
+        query.pop("charset", None)
         if query:
             raise ValueError(f"unknown {self.name}+binds URL option(s): {', '.join(sorted(query))}")
         opts["backend"] = self.binds_backend
@@ -157,6 +159,18 @@ class _BindsMixin:
         opts["paramstyle"] = "qmark" if self.paramstyle == "qmark" else (
             "named" if self.paramstyle == "named" else "pyformat")
         return ([], opts)
+
+    @classmethod
+    def engine_created(cls, engine):
+        # bindsd restarts close every client connection: check pooled connections on checkout
+        # (a local, non-blocking socket check, no round trip) so a restart costs no failed request
+        # when the app is idle; pool_pre_ping=True additionally sends a PING
+        from sqlalchemy import event, exc
+
+        @event.listens_for(engine.pool, "checkout")
+        def _binds_checkout(dbapi_connection, connection_record, connection_proxy):
+            if not dbapi_connection.is_alive():
+                raise exc.DisconnectionError("bindsd closed the connection (restart?)")
 
     def is_disconnect(self, e, connection, cursor):
         import binds
