@@ -7,6 +7,9 @@
 #   testdb.sh stop-pg|start-pg|stop-mysql|start-mysql|kill-mysql DIR
 #                              restart one server on the same port and data, or kill -9 MariaDB,
 #                              for tests of broken or vanished backends
+#   testdb.sh crash-pg DIR     pg_ctl stop -m immediate (an abrupt stop, no clean shutdown)
+#   testdb.sh freeze-pg|thaw-pg|freeze-mysql|thaw-mysql DIR
+#                              SIGSTOP / SIGCONT every server process: a backend that hangs
 #
 # Everything lives under DIR; nothing touches the system instances or their config files
 # (--no-defaults, private sockets), so several copies can run side by side.
@@ -80,6 +83,30 @@ stop_pg() {
   [[ -f $DIR/pg/data/postmaster.pid ]] || return 0
   runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$DIR/pg/data" -m fast -w -t "$WAIT_SECONDS" stop \
     >/dev/null || die "PostgreSQL did not stop"
+}
+
+crash_pg() {
+  [[ -f $DIR/pg/data/postmaster.pid ]] || return 0
+  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$DIR/pg/data" -m immediate -w -t "$WAIT_SECONDS" stop \
+    >/dev/null || die "PostgreSQL did not stop"
+}
+
+# Every process of one server: the postmaster and its children, or mariadbd.
+server_pids() {
+  case $1 in
+    pg)
+      local pm
+      pm=$(head -n 1 "$DIR/pg/data/postmaster.pid") || die "PostgreSQL is not running"
+      echo "$pm" $(pgrep -P "$pm")
+      ;;
+    mysql) mysql_pid || die "MariaDB is not running" ;;
+  esac
+}
+
+signal_server() {
+  local sig=$1 which=$2
+  # shellcheck disable=SC2046
+  kill "-$sig" $(server_pids "$which")
 }
 
 init_pg() {
@@ -218,7 +245,7 @@ EOF
     (stop_pg) || rc=1
     exit $rc
     ;;
-  start-pg | stop-pg | start-mysql | stop-mysql | kill-mysql)
+  start-pg | stop-pg | crash-pg | start-mysql | stop-mysql | kill-mysql | freeze-pg | thaw-pg | freeze-mysql | thaw-mysql)
     DIR=$(cd "$DIR" && pwd) || die "no such directory"
     load_ports
     case $CMD in
@@ -227,6 +254,11 @@ EOF
       start-mysql) start_mysql ;;
       stop-mysql) stop_mysql ;;
       kill-mysql) kill_mysql ;;
+      crash-pg) crash_pg ;;
+      freeze-pg) signal_server STOP pg ;;
+      thaw-pg) signal_server CONT pg ;;
+      freeze-mysql) signal_server STOP mysql ;;
+      thaw-mysql) signal_server CONT mysql ;;
     esac
     ;;
   *) usage ;;

@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <thread>
 #include <deque>
 #include <map>
 
@@ -120,9 +121,10 @@ struct Job {
   ExecResult result;
   TxStatus tx = TxStatus::unknown;
 
-  // Stop coordination. The worker marks phase under mu; a cancel is only sent to the backend under
-  // mu while phase == running, and the lease cannot be released before the worker leaves running,
-  // so a late cancel cannot reach a statement of another request on the same connection.
+  // Stop coordination. The worker marks phase under mu; cancels are sent only while phase ==
+  // running, and the driver forwards a cancel only while a statement is inside execute() and
+  // waits for it before execute() returns, so a late cancel cannot reach another request's
+  // statement on the same connection.
   enum class Phase { pending, running, finished };
   std::mutex mu;
   Phase phase = Phase::pending;
@@ -214,9 +216,18 @@ bool stop_job(const SessionPtr<Socket>& s, const std::shared_ptr<Job>& job, Erro
     job->stop = why;
   }
   asio::post(s->server.cancel_pool(), [job, strand = s->socket.get_executor()]() mutable {
-    {
-      std::lock_guard lock(job->mu);
-      if (job->phase == Job::Phase::running && job->canceller) job->canceller->cancel();
+    // The driver only passes a cancel to the backend while a statement is inside execute(), so a
+    // cancel sent in the instant before execute() starts is dropped: keep sending until the job is
+    // finished. Safe, because a cancel never outlives the statement it was sent for.
+    for (int attempt = 0; attempt < 100; ++attempt) {
+      std::shared_ptr<Canceller> canceller;
+      {
+        std::lock_guard lock(job->mu);
+        if (job->phase == Job::Phase::finished || job->abandoned) break;
+        if (job->phase == Job::Phase::running) canceller = job->canceller;
+      }
+      if (canceller) canceller->cancel();
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
     // The last reference must drop on the strand, not on a cancel thread.
     asio::post(strand, [job = std::move(job)] {});
@@ -370,6 +381,10 @@ asio::awaitable<void> execute(const SessionPtr<Socket>& s, Lane& lane, Request r
             if (!job->error) job->sink.flush();
           } else {
             for (const auto& sql : job->statements) {
+              {
+                std::lock_guard lock(job->mu);
+                if (job->stop) break;
+              }
               job->error = conn.execute(sql, {}, job->sink, job->result);
               if (job->error) break;
             }
