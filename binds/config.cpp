@@ -390,7 +390,7 @@ std::shared_ptr<const Config> load_config_text(const std::string& text, const st
 
   auto cfg = std::make_shared<Config>();
   cfg->source = path;
-  const auto es = r.entries(top, {"listen", "default", "binds", "limits"});
+  const auto es = r.entries(top, {"listen", "default", "binds", "limits", "metrics", "shutdown", "stats_interval"});
 
   // Binds come first so their passwords are known to fail()'s scrubbing for everything after.
   const Entry* binds = Reader::find(es, "binds");
@@ -404,6 +404,20 @@ std::shared_ptr<const Config> load_config_text(const std::string& text, const st
   read_listen(r, listen->value, cfg->listen);
 
   if (const Entry* limits = Reader::find(es, "limits")) read_limits(r, limits->value, cfg->limits);
+  if (const Entry* m = Reader::find(es, "metrics")) {
+    for (const auto& e : r.entries(m->value, {"listen"})) {
+      const std::string v = r.str(e.value);
+      if (auto why = check_tcp(v); !why.empty()) r.fail(e.value, why);
+      cfg->metrics_listen = v;
+    }
+  }
+  if (const Entry* sd = Reader::find(es, "shutdown")) {
+    for (const auto& e : r.entries(sd->value, {"grace", "drain_timeout"})) {
+      if (e.key == "grace") cfg->shutdown_grace = r.duration(e.value);
+      else cfg->drain_timeout = r.duration(e.value);
+    }
+  }
+  if (const Entry* si = Reader::find(es, "stats_interval")) cfg->stats_interval = r.duration_or_off(si->value);
 
   std::vector<std::string> names;
   for (const auto& [k, b] : cfg->binds) names.push_back(k);

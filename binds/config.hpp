@@ -54,6 +54,10 @@ struct Config {
   std::string default_bind;
   std::map<std::string, BindConfig> binds;
   Limits limits;
+  std::string metrics_listen;       // "host:port" of the HTTP /metrics listener; empty = off
+  Millis shutdown_grace{10000};      // SIGTERM: how long in-flight requests may take to finish
+  Millis drain_timeout{30000};       // reload: how long a removed/changed bind's old pool may drain
+  Millis stats_interval{0};          // periodic per-bind stats log line; 0 = off
 
   const BindConfig* find(const std::string& key) const {
     auto it = binds.find(key);

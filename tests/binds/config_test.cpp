@@ -177,7 +177,7 @@ TEST_P(BadConfig, FailsWithLocationAndNoSecrets) {
 INSTANTIATE_TEST_SUITE_P(
     Files, BadConfig,
     ::testing::Values(
-        Bad{"bad-unknown-top-key.yaml", 5, "lisen", "unknown key (allowed: listen, default, binds, limits)"},
+        Bad{"bad-unknown-top-key.yaml", 5, "lisen", "unknown key (allowed: listen, default, binds, limits, metrics, shutdown, stats_interval)"},
         Bad{"bad-unknown-pool-key.yaml", 7, "binds.main.pool.maxx",
             "unknown key (allowed: max, min, acquire_timeout, idle_timeout, max_lifetime)"},
         Bad{"bad-url-port.yaml", 6, "binds.main.url", "port must be a number from 1 to 65535 (got \"99999\")"},
