@@ -291,7 +291,7 @@ BindConfig read_bind(Reader& r, const Entry& e) {
            "bad bind name \"" + e.key + "\" (use letters, digits, '_', '.' and '-')");
   }
   if (e.value.node.IsMap()) {
-    const auto es = r.entries(e.value, {"url", "pool", "statement_timeout", "idle_in_transaction_timeout"});
+    const auto es = r.entries(e.value, {"url", "pool", "statement_timeout", "idle_in_transaction_timeout", "reset"});
     const Entry* url = Reader::find(es, "url");
     if (!url) r.fail(e.value.line, e.value.path + ".url", "missing (each bind needs a database URL)");
     read_url(r, url->value, b);
@@ -299,6 +299,11 @@ BindConfig read_bind(Reader& r, const Entry& e) {
     if (const Entry* st = Reader::find(es, "statement_timeout")) b.statement_timeout = r.duration_or_off(st->value);
     if (const Entry* it = Reader::find(es, "idle_in_transaction_timeout"))
       b.idle_in_transaction_timeout = r.duration_or_off(it->value);
+    if (const Entry* rs = Reader::find(es, "reset")) {
+      const std::string v = r.str(rs->value);
+      if (v != "auto" && v != "always") r.fail(rs->value, "must be auto or always (got \"" + v + "\")");
+      b.reset_always = v == "always";
+    }
     return b;
   }
   if (!e.value.node.IsScalar()) {

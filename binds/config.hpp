@@ -31,6 +31,9 @@ struct BindConfig {
   PoolSettings pool;
   Millis statement_timeout{0};                       // 0 = no limit
   Millis idle_in_transaction_timeout{5 * 60 * 1000};  // 0 = no limit
+  // Reset session state whenever a connection changes client, not only after statements that may
+  // have changed it (binds/session_state.hpp). For code that changes state inside functions.
+  bool reset_always = false;
   bool operator==(const BindConfig&) const = default;
 };
 

@@ -87,12 +87,15 @@ std::optional<BackendError> Lease::validate() {
   pc_->conn = std::move(fresh);
   pc_->created = pc_->last_used = now;
   pc_->last_client = 0;  // a fresh session has nothing to reset
+  pc_->dirty = false;
   return std::nullopt;
 }
 
 std::optional<BackendError> Lease::prepare_for(std::uint64_t client) {
   if (auto err = validate()) return err;
-  if (pc_->last_client != 0 && pc_->last_client != client) {
+  bool switched = pc_->last_client != 0 && pc_->last_client != client;
+  if (switched && (pc_->dirty || pool_->config().reset_always)) {
+    pc_->dirty = false;
     if (auto err = pc_->conn->reset()) {
       // A connection whose state could not be cleared must not serve anyone else.
       broken_ = true;

@@ -37,6 +37,7 @@ struct PooledConn {
   Clock::time_point created;
   Clock::time_point last_used;
   std::uint64_t last_client = 0;  // who used it last: session state is reset when this changes
+  bool dirty = false;             // a statement may have left session state (session_state.hpp)
 };
 
 struct PoolStats {
@@ -74,6 +75,8 @@ class Lease {
   // Worker thread only. validate(), then, if another client used this connection last, clears the
   // session state that client may have left (Connection::reset) so nothing leaks between clients.
   std::optional<BackendError> prepare_for(std::uint64_t client);
+  // The statement about to run may leave session state: reset before another client uses it.
+  void mark_dirty() { pc_->dirty = true; }
   // Marks the connection unusable (a statement reported connection_broken).
   void mark_broken() { broken_ = true; }
   // Pinned leases are counted separately; the session sets this from the backend's tx status.

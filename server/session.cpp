@@ -14,6 +14,7 @@
 #include <map>
 
 #include "binds/pool.hpp"
+#include "binds/session_state.hpp"
 #include "protocol/frame.hpp"
 #include "protocol/messages.hpp"
 #include "server/outbox.hpp"
@@ -363,6 +364,13 @@ asio::awaitable<void> execute(const SessionPtr<Socket>& s, Lane& lane, Request r
     }
     if (job->phase != Job::Phase::finished) {
       job->error = job->lease.prepare_for(job->client);
+      if (!job->error) {
+        auto backend = job->lease.pool().config().url.backend;
+        // BEGIN/COMMIT/ROLLBACK leave nothing behind (MySQL's SET TRANSACTION covers only the
+        // transaction that starts right after it).
+        if (job->statements.empty() && may_change_session_state(backend, job->req.query.sql))
+          job->lease.mark_dirty();
+      }
       if (!job->error) {
         auto& conn = job->lease.conn();
         bool go;

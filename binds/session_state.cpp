@@ -1,0 +1,68 @@
+#include "binds/session_state.hpp"
+
+#include <array>
+#include <cctype>
+#include <string>
+
+namespace binds {
+
+namespace {
+
+std::string upper(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// The first keyword, skipping whitespace, comments and opening parentheses.
+std::string first_word(const std::string& s) {
+  std::size_t i = 0;
+  for (;;) {
+    while (i < s.size() && (std::isspace(static_cast<unsigned char>(s[i])) || s[i] == '(')) ++i;
+    if (s.compare(i, 2, "--") == 0) {
+      i = s.find('\n', i);
+      if (i == std::string::npos) return {};
+      continue;
+    }
+    if (s.compare(i, 2, "/*") == 0) {
+      i = s.find("*/", i);
+      if (i == std::string::npos) return {};
+      i += 2;
+      continue;
+    }
+    break;
+  }
+  std::size_t j = i;
+  while (j < s.size() && (std::isalnum(static_cast<unsigned char>(s[j])) || s[j] == '_')) ++j;
+  return s.substr(i, j - i);
+}
+
+}  // namespace
+
+bool may_change_session_state(Backend backend, std::string_view sql) {
+  const std::string s = upper(sql);
+  const std::string first = first_word(s);
+  // Statements that exist to change session state.
+  static constexpr std::array<std::string_view, 15> kLeading = {
+      "SET",     "RESET", "PREPARE", "DEALLOCATE", "LISTEN", "DECLARE", "LOAD",  "USE",
+      "LOCK",    "HANDLER", "DISCARD", "CALL",     "ATTACH", "DETACH",  "PRAGMA"};
+  for (auto w : kLeading)
+    if (first == w) return true;
+  // Anywhere in the text: temporary objects, session-level functions, user variables.
+  static constexpr std::array<std::string_view, 7> kAnywhere = {
+      "TEMP", "SET_CONFIG", "ADVISORY_LOCK", "GET_LOCK", "WITH HOLD", "SESSION", "DBLINK"};
+  for (auto w : kAnywhere)
+    if (s.find(w) != std::string::npos) return true;
+  // MySQL user variables (@x) and variable assignment in SELECT; PostgreSQL has no '@' variables
+  // but '@' is an operator there (abs, geometry), so only MySQL looks at it.
+  if (backend == Backend::mysql && s.find('@') != std::string::npos) {
+    // @@in_transaction-style system variable reads do not change anything.
+    for (std::size_t p = s.find('@'); p != std::string::npos; p = s.find('@', p + 2)) {
+      if (p + 1 < s.size() && s[p + 1] == '@') continue;
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace binds

@@ -1,0 +1,20 @@
+#pragma once
+// Whether a statement may leave session state behind on its backend connection (session
+// variables, temporary tables, prepared statements, user variables, advisory/user locks, LISTEN,
+// WITH HOLD cursors, the current database). Such a connection is reset before another client gets
+// it; one that ran only ordinary statements is handed over as it is, which keeps the common path
+// free of an extra round trip (a MySQL reset is a reconnect).
+//
+// This reads SQL text, so it over-approximates on purpose: a false positive costs one reset, a
+// false negative would leak state. Known blind spot: state changed inside a stored function or
+// procedure that the statement calls; binds with such code should set `reset: always`.
+
+#include <string_view>
+
+#include "binds/url.hpp"
+
+namespace binds {
+
+bool may_change_session_state(Backend backend, std::string_view sql);
+
+}  // namespace binds
