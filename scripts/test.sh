@@ -36,7 +36,7 @@ run_suite() {
   echo "== C++ tests ($dir)"
   (cd "$dir" && ctest --output-on-failure --timeout 600) || failed=1
   echo "== Python tests against $dir/server/bindsd (spec client, binds driver and dialects)"
-  BINDSD="$root/$dir/server/bindsd" "$pyvenv/bin/python" -m pytest -q -p no:cacheprovider tests/ \
+  BINDSD="$root/$dir/server/bindsd" "$pyvenv/bin/python" -m pytest -q -p no:cacheprovider tests/integration tests/client/python \
     || failed=1
 }
 
