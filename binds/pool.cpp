@@ -30,6 +30,7 @@ struct Pool::Waiter : std::enable_shared_from_this<Pool::Waiter> {
   std::unique_ptr<PooledConn> granted;
   std::optional<BackendError> failed;
   bool done = false;
+  Clock::time_point since = Clock::now();
 
   // Lock held. Wakes the waiting coroutine on its own executor (timers are not thread-safe).
   void wake() {
@@ -148,6 +149,59 @@ void Pool::stop() {
   for (auto& pc : idle) close_async(std::move(pc));
 }
 
+void Pool::pause() {
+  std::lock_guard lock(mu_);
+  paused_ = true;
+}
+
+void Pool::resume() {
+  std::deque<std::unique_ptr<PooledConn>> idle;
+  std::unique_lock lock(mu_);
+  paused_ = false;
+  draining_ = false;
+  while (!waiters_.empty() && !idle_.empty()) {
+    auto pc = std::move(idle_.back());
+    idle_.pop_back();
+    grant_locked(std::move(pc));
+  }
+  maybe_connect_locked(lock);
+}
+
+void Pool::drain() {
+  std::deque<std::unique_ptr<PooledConn>> idle;
+  {
+    std::lock_guard lock(mu_);
+    paused_ = true;
+    draining_ = true;
+    idle.swap(idle_);
+    open_ -= static_cast<int>(idle.size());
+  }
+  for (auto& pc : idle) close_async(std::move(pc));
+}
+
+void Pool::reconnect() {
+  std::deque<std::unique_ptr<PooledConn>> idle;
+  {
+    std::unique_lock lock(mu_);
+    ++generation_;
+    idle.swap(idle_);
+    open_ -= static_cast<int>(idle.size());
+    maybe_connect_locked(lock);  // back up to min with fresh connections
+  }
+  for (auto& pc : idle) close_async(std::move(pc));
+}
+
+void Pool::retire() {
+  std::deque<std::unique_ptr<PooledConn>> idle;
+  {
+    std::lock_guard lock(mu_);
+    retired_ = true;
+    idle.swap(idle_);
+    open_ -= static_cast<int>(idle.size());
+  }
+  for (auto& pc : idle) close_async(std::move(pc));
+}
+
 PoolStats Pool::stats() {
   std::lock_guard lock(mu_);
   PoolStats s;
@@ -161,6 +215,12 @@ PoolStats Pool::stats() {
   s.connect_failures = connect_failures_;
   s.acquire_timeouts = acquire_timeouts_;
   s.backend_down = backend_down_;
+  s.paused = paused_;
+  s.draining = draining_;
+  s.retired = retired_;
+  if (!waiters_.empty())
+    s.longest_wait_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - waiters_.front()->since).count();
   return s;
 }
 
@@ -178,10 +238,10 @@ asio::awaitable<AcquireResult> Pool::acquire() {
           {}, make_error(ErrorCode::shutting_down, "bind " + config_.key + " is shutting down")};
     }
     auto now = Clock::now();
-    while (!idle_.empty()) {
+    while (!paused_ && !idle_.empty()) {
       auto pc = std::move(idle_.back());
       idle_.pop_back();
-      if (expired(*pc, now)) {
+      if (expired(*pc, now) || pc->generation != generation_) {
         --open_;
         close_async(std::move(pc));
         continue;
@@ -207,6 +267,10 @@ asio::awaitable<AcquireResult> Pool::acquire() {
   if (backend_down_ && open_ - connecting_ == 0) {
     err.code = ErrorCode::backend_unavailable;
     err.message = "bind " + config_.key + ": backend unavailable: " + last_error_.message;
+  } else if (paused_) {
+    err.code = ErrorCode::pool_timeout;
+    err.message = "bind " + config_.key + " is paused by an administrator (waited " +
+                  std::to_string(config_.pool.acquire_timeout.count()) + "ms)";
   } else {
     err.code = ErrorCode::pool_timeout;
     err.message = "bind " + config_.key + ": no connection free within " +
@@ -217,12 +281,12 @@ asio::awaitable<AcquireResult> Pool::acquire() {
 }
 
 void Pool::maybe_connect_locked(std::unique_lock<std::mutex>&) {
-  if (stopped_) return;
+  if (stopped_ || paused_) return;
   auto now = Clock::now();
   if (now < next_connect_) return;  // backing off; maintenance retries when it ends
   // While the backend is down, probe with one connect at a time instead of a thundering herd.
   int wanted = static_cast<int>(waiters_.size()) - connecting_;
-  wanted = std::max(wanted, config_.pool.min - open_);
+  if (!retired_) wanted = std::max(wanted, config_.pool.min - open_);
   if (backend_down_) wanted = std::min(wanted, 1 - connecting_);
   for (; wanted > 0 && open_ < config_.pool.max; --wanted) {
     ++open_;
@@ -269,6 +333,7 @@ void Pool::connect_done(std::unique_ptr<Connection> conn, BackendError err) {
   auto pc = std::make_unique<PooledConn>();
   pc->conn = std::move(conn);
   pc->created = pc->last_used = Clock::now();
+  pc->generation = generation_;
   if (stopped_) {
     --open_;
     lock.unlock();
@@ -280,7 +345,7 @@ void Pool::connect_done(std::unique_ptr<Connection> conn, BackendError err) {
 }
 
 void Pool::grant_locked(std::unique_ptr<PooledConn> pc) {
-  if (!waiters_.empty()) {
+  if (!paused_ && !waiters_.empty()) {
     auto w = std::move(waiters_.front());
     waiters_.pop_front();
     w->granted = std::move(pc);
@@ -305,7 +370,9 @@ void Pool::release(std::unique_ptr<PooledConn> pc, bool broken) {
   }
   std::unique_lock lock(mu_);
   auto now = Clock::now();
-  if (broken || tx == TxStatus::unknown || stopped_ || expired(*pc, now)) {
+  bool keep_idle = !draining_ && !(retired_ && waiters_.empty());
+  if (broken || tx == TxStatus::unknown || stopped_ || expired(*pc, now) || pc->generation != generation_ ||
+      !keep_idle) {
     --open_;
     lock.unlock();
     close_async(std::move(pc));
@@ -341,7 +408,7 @@ void Pool::maintain() {
     // Oldest-used connections sit at the front; retire them first.
     for (auto it = idle_.begin(); it != idle_.end();) {
       bool too_idle = now - (*it)->last_used >= config_.pool.idle_timeout && open_ > config_.pool.min;
-      if (too_idle || expired(**it, now)) {
+      if (too_idle || expired(**it, now) || draining_ || retired_ || (*it)->generation != generation_) {
         to_close.push_back(std::move(*it));
         it = idle_.erase(it);
         --open_;

@@ -38,6 +38,7 @@ struct PooledConn {
   Clock::time_point last_used;
   std::uint64_t last_client = 0;  // who used it last: session state is reset when this changes
   bool dirty = false;             // a statement may have left session state (session_state.hpp)
+  std::uint64_t generation = 0;   // reconnect() retires every connection of older generations
 };
 
 struct PoolStats {
@@ -51,6 +52,10 @@ struct PoolStats {
   std::uint64_t connect_failures = 0;
   std::uint64_t acquire_timeouts = 0;
   bool backend_down = false;
+  bool paused = false;
+  bool draining = false;
+  bool retired = false;
+  std::int64_t longest_wait_ms = 0;  // the oldest request still waiting for a connection
 };
 
 class Pool;
@@ -107,6 +112,18 @@ class Pool : public std::enable_shared_from_this<Pool> {
   void start();  // warm up `min` connections and start maintenance
   void stop();   // close idle connections; leases still out are closed when they come back
 
+  // Admin controls (any thread).
+  // pause: hand out no connections (requests wait, up to acquire_timeout); resume undoes it.
+  void pause();
+  void resume();
+  // drain: pause, and close every connection as soon as it is idle, so the backend can be taken
+  // down for maintenance; resume undoes it.
+  void drain();
+  // reconnect: replace every connection: idle ones now, busy ones when they come back.
+  void reconnect();
+  // retire: the pool left the routing table (reload): serve what is in flight, keep nothing idle.
+  void retire();
+
   const BindConfig& config() const { return config_; }
   const std::string& key() const { return config_.key; }
 
@@ -152,6 +169,10 @@ class Pool : public std::enable_shared_from_this<Pool> {
   int connecting_ = 0;
   int pinned_ = 0;
   bool stopped_ = false;
+  bool paused_ = false;
+  bool draining_ = false;
+  bool retired_ = false;
+  std::uint64_t generation_ = 0;
   bool backend_down_ = false;
   BackendError last_error_;
   Clock::time_point next_connect_{};

@@ -24,6 +24,11 @@ commands:
                timestamp:2024-01-31T12:00:00 json:{"a":1} uuid:...
   list [--format table|json]   list the binds (no credentials)
   ping                         check that bindsd answers
+  stats | clients | config     admin views (Unix socket or loopback only), --format table|json
+  reload                       re-read binds.yaml (a bad file keeps the running configuration)
+  pause KEY | resume KEY       hold new requests for a bind / let them through again
+  drain KEY                    pause and close the bind's connections as they go idle
+  reconnect KEY                replace every connection of a bind
 address: --host/--socket, else $BINDS_ADDR (unix:PATH, tcp:HOST:PORT or HOST:PORT),
          else listen.unix of ./binds.yaml, else /run/binds/bindsd.sock
 )";
@@ -135,6 +140,14 @@ int main(int argc, char** argv) {
       auto client = Client::connect(address, "binds-cli/0.1.0");
       client.ping();
       std::cout << "ok (" << client.server().server << ", protocol " << client.server().version << ")\n";
+    } else if (cmd == "stats" || cmd == "clients" || cmd == "config" || cmd == "reload" || cmd == "pause" ||
+               cmd == "resume" || cmd == "drain" || cmd == "reconnect") {
+      bool needs_key = cmd == "pause" || cmd == "resume" || cmd == "drain" || cmd == "reconnect";
+      if (needs_key && rest.size() != 1) usage_error(cmd + " needs exactly one bind key");
+      if (!needs_key && !rest.empty()) usage_error(cmd + " takes no arguments");
+      auto client = Client::connect(address, "binds-cli/0.1.0");
+      auto table = client.admin(cmd, needs_key ? std::optional<std::string>(rest[0]) : std::nullopt);
+      print_admin_table(std::cout, table, format);
     } else {
       usage_error("unknown command " + cmd);
     }

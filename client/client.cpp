@@ -278,6 +278,29 @@ std::vector<protocol::BindInfo> Client::list_binds() {
   }
 }
 
+protocol::Table Client::admin(const std::string& command, std::optional<std::string> bind) {
+  auto id = impl_->next_id++;
+  impl_->write(protocol::encode_admin(id, protocol::AdminRequest{command, std::move(bind)}));
+  for (;;) {
+    Frame f;
+    if (!read_frame(f)) throw ClientError("bindsd closed the connection");
+    if (f.header.request_id != id) {
+      handle(f);
+      continue;
+    }
+    std::string why;
+    if (f.type() == FrameType::error) {
+      protocol::ErrorInfo info;
+      protocol::decode_error(f.body, info, why);
+      throw ServerError(std::move(info));
+    }
+    protocol::Table t;
+    if (f.type() != FrameType::table || !protocol::decode_table(f.body, t, why))
+      throw ClientError("bad ADMIN reply: " + why);
+    return t;
+  }
+}
+
 Value parse_param(const std::string& s) {
   auto colon = s.find(':');
   if (colon != std::string::npos) {

@@ -124,6 +124,38 @@ void print_table(std::ostream& os, const std::vector<std::string>& headers,
   for (const auto& r : rows) line(r);
 }
 
+void print_admin_table(std::ostream& os, const protocol::Table& t, Format f) {
+  Result r;
+  r.has_rows = !t.columns.empty();
+  for (const auto& c : t.columns) r.columns.push_back(protocol::Column{c, protocol::Type::text, ""});
+  r.rows = t.rows;
+  if (f == Format::json) {
+    os << "{\"message\":" << json_escape(t.message) << ",\"rows\":[";
+    for (std::size_t i = 0; i < t.rows.size(); ++i) {
+      os << (i ? "," : "") << "{";
+      for (std::size_t j = 0; j < t.columns.size() && j < t.rows[i].size(); ++j)
+        os << (j ? "," : "") << json_escape(t.columns[j]) << ":" << json_value(t.rows[i][j]);
+      os << "}";
+    }
+    os << "]}\n";
+    return;
+  }
+  if (r.has_rows) {
+    if (f == Format::csv) {
+      print_result(os, r, f);
+    } else {
+      std::vector<std::vector<std::string>> rows;
+      for (const auto& row : t.rows) {
+        std::vector<std::string> cells;
+        for (const auto& v : row) cells.push_back(value_text(v));
+        rows.push_back(std::move(cells));
+      }
+      print_table(os, t.columns, rows);
+    }
+  }
+  if (!t.message.empty()) os << t.message << "\n";
+}
+
 void print_result(std::ostream& os, const Result& r, Format f) {
   const auto& c = r.complete;
   if (f == Format::json) {

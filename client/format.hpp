@@ -16,6 +16,8 @@ std::string value_text(const Value& v);
 std::string json_escape(const std::string& s);
 
 void print_result(std::ostream& os, const Result& r, Format f);
+// An admin reply: aligned table (then its message), JSON or CSV.
+void print_admin_table(std::ostream& os, const protocol::Table& t, Format f);
 // Generic aligned table of strings (used for `binds list` too).
 void print_table(std::ostream& os, const std::vector<std::string>& headers,
                  const std::vector<std::vector<std::string>>& rows);

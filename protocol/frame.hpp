@@ -18,6 +18,7 @@ enum class FrameType : std::uint8_t {
   commit = 0x06,
   rollback = 0x07,
   cancel = 0x08,
+  admin = 0x09,
 
   hello_ok = 0x81,
   columns = 0x82,
@@ -26,6 +27,7 @@ enum class FrameType : std::uint8_t {
   error = 0x85,
   pong = 0x86,
   binds = 0x87,
+  table = 0x88,
 };
 
 inline constexpr std::size_t kHeaderSize = 12;

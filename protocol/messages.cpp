@@ -279,6 +279,39 @@ std::string encode_cancel(std::uint32_t id, std::uint32_t target) {
   return finish_frame(std::move(f), FrameType::cancel, id);
 }
 
+std::string encode_admin(std::uint32_t id, const AdminRequest& m) {
+  std::string f = start_frame();
+  StringSink sink{f};
+  Packer pk(sink);
+  pk.pack_map(m.bind ? 2 : 1);
+  pack_str(pk, "command");
+  pack_str(pk, m.command);
+  if (m.bind) {
+    pack_str(pk, "bind");
+    pack_str(pk, *m.bind);
+  }
+  return finish_frame(std::move(f), FrameType::admin, id);
+}
+
+std::string encode_table(std::uint32_t id, const Table& m) {
+  std::string f = start_frame();
+  StringSink sink{f};
+  Packer pk(sink);
+  pk.pack_map(3);
+  pack_str(pk, "columns");
+  pk.pack_array(static_cast<std::uint32_t>(m.columns.size()));
+  for (const auto& c : m.columns) pack_str(pk, c);
+  pack_str(pk, "rows");
+  pk.pack_array(static_cast<std::uint32_t>(m.rows.size()));
+  for (const auto& r : m.rows) {
+    pk.pack_array(static_cast<std::uint32_t>(r.size()));
+    for (const auto& v : r) pack_value(pk, v);
+  }
+  pack_str(pk, "message");
+  pack_str(pk, m.message);
+  return finish_frame(std::move(f), FrameType::table, id);
+}
+
 std::string encode_empty(FrameType type, std::uint32_t id) {
   std::string f = start_frame();
   f.push_back('\x80');  // fixmap of size 0
@@ -529,6 +562,35 @@ bool decode_cancel(const std::string& body, std::uint32_t& target, std::string& 
   }
   target = static_cast<std::uint32_t>(t);
   return true;
+}
+
+bool decode_admin(const std::string& body, AdminRequest& out, std::string& error) {
+  msgpack::object_handle oh;
+  if (!unpack_map(body, oh, error)) return false;
+  return get_str(oh.get(), "command", out.command, true, error) && get_bind(oh.get(), out.bind, error);
+}
+
+bool decode_table(const std::string& body, Table& out, std::string& error) {
+  msgpack::object_handle oh;
+  if (!unpack_map(body, oh, error)) return false;
+  const Obj& m = oh.get();
+  const Obj* cols = find(m, "columns");
+  if (!cols || cols->type != msgpack::type::ARRAY) {
+    error = "\"columns\" must be an array";
+    return false;
+  }
+  out.columns.clear();
+  for (std::uint32_t i = 0; i < cols->via.array.size; ++i) {
+    const Obj& c = cols->via.array.ptr[i];
+    if (c.type != msgpack::type::STR) {
+      error = "column names must be strings";
+      return false;
+    }
+    out.columns.emplace_back(c.via.str.ptr, c.via.str.size);
+  }
+  out.rows.clear();
+  if (!decode_rows(body, out.rows, error)) return false;
+  return get_str(m, "message", out.message, false, error);
 }
 
 bool decode_columns(const std::string& body, std::vector<Column>& out, std::string& error) {

@@ -68,6 +68,19 @@ struct ErrorInfo {
   std::optional<bool> may_have_executed;
 };
 
+// ADMIN (§9): a command and its optional bind argument.
+struct AdminRequest {
+  std::string command;
+  std::optional<std::string> bind;
+};
+
+// TABLE: the reply to ADMIN, a generic table so any client can print it.
+struct Table {
+  std::vector<std::string> columns;
+  std::vector<Row> rows;
+  std::string message;  // one line for humans, e.g. "reloaded: 1 added, 0 removed"
+};
+
 // --- encoders: whole frames ---
 std::string encode_hello(const Hello& m);
 std::string encode_hello_ok(const HelloOk& m);
@@ -76,6 +89,8 @@ std::string encode_begin(std::uint32_t id, const BeginRequest& m);
 // COMMIT or ROLLBACK.
 std::string encode_end(FrameType type, std::uint32_t id, const std::optional<std::string>& bind);
 std::string encode_cancel(std::uint32_t id, std::uint32_t target);
+std::string encode_admin(std::uint32_t id, const AdminRequest& m);
+std::string encode_table(std::uint32_t id, const Table& m);
 std::string encode_empty(FrameType type, std::uint32_t id);  // PING, LIST_BINDS, PONG
 std::string encode_columns(std::uint32_t id, const std::vector<Column>& columns);
 std::string encode_complete(std::uint32_t id, const Complete& m);
@@ -104,6 +119,8 @@ bool decode_begin(const std::string& body, BeginRequest& out, std::string& error
 // COMMIT / ROLLBACK body: the optional bind.
 bool decode_end(const std::string& body, std::optional<std::string>& bind, std::string& error);
 bool decode_cancel(const std::string& body, std::uint32_t& target, std::string& error);
+bool decode_admin(const std::string& body, AdminRequest& out, std::string& error);
+bool decode_table(const std::string& body, Table& out, std::string& error);
 bool decode_columns(const std::string& body, std::vector<Column>& out, std::string& error);
 // Appends the batch's rows to out.
 bool decode_rows(const std::string& body, std::vector<Row>& out, std::string& error);

@@ -134,9 +134,25 @@ int main(int argc, char** argv) {
   if (level == spdlog::level::off && log_level != "off") usage_error("unknown log level " + log_level);
   setup_logging(level);
 
+  // The same loading, validation and command-line overrides at start and at every reload.
+  binds::server::ConfigLoader loader = [config_path, listens]() -> std::shared_ptr<const binds::Config> {
+    auto loaded = binds::load_config_file(config_path);
+    if (listens.empty()) return loaded;
+    auto copy = std::make_shared<binds::Config>(*loaded);
+    copy->listen = {};
+    for (const auto& l : listens) {
+      if (l.rfind("tcp:", 0) == 0) copy->listen.tcp = l.substr(4);
+      else if (l.rfind("unix:", 0) == 0) copy->listen.unix = l.substr(5);
+    }
+    return copy;
+  };
+  for (const auto& l : listens)
+    if (l.rfind("tcp:", 0) != 0 && l.rfind("unix:", 0) != 0)
+      usage_error("--listen: expected tcp:HOST:PORT or unix:PATH, got " + l);
+
   std::shared_ptr<const binds::Config> config;
   try {
-    config = binds::load_config_file(config_path);
+    config = loader();
   } catch (const std::exception& e) {
     error_stream() << "bindsd: invalid configuration: " << e.what() << "\n";
     notify::status(std::string("invalid configuration: ") + e.what());
@@ -147,44 +163,43 @@ int main(int argc, char** argv) {
               << config->default_bind << ")\n";
     return 0;
   }
-  if (!listens.empty()) {
-    auto copy = std::make_shared<binds::Config>(*config);
-    copy->listen = {};
-    for (const auto& l : listens) {
-      if (l.rfind("tcp:", 0) == 0) copy->listen.tcp = l.substr(4);
-      else if (l.rfind("unix:", 0) == 0) copy->listen.unix = l.substr(5);
-      else usage_error("--listen: expected tcp:HOST:PORT or unix:PATH, got " + l);
-    }
-    if (copy->listen.tcp.empty() && copy->listen.unix.empty()) usage_error("--listen: nothing to listen on");
-    config = copy;
-  }
+  if (config->listen.tcp.empty() && config->listen.unix.empty()) usage_error("--listen: nothing to listen on");
 
   try {
-    binds::server::Server server(config, threads);
+    binds::server::Server server(config, threads, loader);
     notify::Heartbeat heartbeat(server);
     // One strand for both signal sets: the stop handler cancels the SIGHUP wait, and Asio objects
     // must not be used from two threads at once.
     auto signal_strand = boost::asio::make_strand(server.io());
     boost::asio::signal_set signals(signal_strand, SIGINT, SIGTERM);
-    // ExecReload sends SIGHUP, whose default action would kill the daemon. Until hot reload exists
-    // it is caught and ignored; reload will then use notify::reloading() / notify::ready().
+    // SIGHUP (systemd's ExecReload) re-reads binds.yaml; a bad file keeps the running config.
     boost::asio::signal_set hangup(signal_strand, SIGHUP);
     std::function<void()> wait_hangup = [&] {
       hangup.async_wait([&](boost::system::error_code ec, int) {
         if (ec) return;
-        spdlog::warn("received SIGHUP: configuration reload is not implemented yet; ignored");
+        spdlog::info("received SIGHUP: reloading {}", config_path);
+        std::string message;
+        server.reload(message);
         wait_hangup();
       });
     };
     wait_hangup();
     signals.async_wait([&](boost::system::error_code ec, int sig) {
       if (ec) return;
-      spdlog::info("received {}", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      spdlog::info("received {}: finishing in-flight requests (grace {} ms); send it again to exit at once",
+                   sig == SIGINT ? "SIGINT" : "SIGTERM", config->shutdown_grace.count());
       notify::stopping();
       heartbeat.stop();
       boost::system::error_code ignored;
       hangup.cancel(ignored);
       server.stop();
+      // A second signal means "now": no grace, no cleanup.
+      signals.async_wait([](boost::system::error_code ec2, int) {
+        if (ec2) return;
+        spdlog::warn("second stop signal: exiting at once");
+        spdlog::shutdown();
+        std::_Exit(1);
+      });
     });
     server.start();
     spdlog::info("bindsd ready: {} binds, default {}", config->binds.size(), config->default_bind);

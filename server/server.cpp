@@ -13,7 +13,6 @@ using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 
 namespace {
-constexpr auto kShutdownGrace = 5s;
 
 void log_exception(std::exception_ptr e, const char* what) {
   if (!e) return;
@@ -32,8 +31,8 @@ std::shared_ptr<Pool> RouteTable::resolve(const std::optional<std::string>& key,
   return it == pools.end() ? nullptr : it->second;
 }
 
-Server::Server(std::shared_ptr<const Config> config, int threads)
-    : threads_(std::max(1, threads)), stop_timer_(io_) {
+Server::Server(std::shared_ptr<const Config> config, int threads, ConfigLoader loader)
+    : threads_(std::max(1, threads)), loader_(std::move(loader)), stop_timer_(io_) {
   auto rt = std::make_shared<RouteTable>();
   rt->config = config;
   for (const auto& [key, bind] : config->binds) rt->pools[key] = std::make_shared<Pool>(io_, bind);
@@ -133,11 +132,12 @@ void Server::start() {
                    [](std::exception_ptr e) { log_exception(e, "unix listener"); });
 }
 
-std::uint64_t Server::add_session(std::function<void()> closer) {
+std::uint64_t Server::add_session(std::function<void(bool)> closer, std::shared_ptr<ClientInfo> info) {
   std::lock_guard lock(sessions_mu_);
   auto id = next_session_++;
-  sessions_.emplace(id, std::move(closer));
-  if (stopping_) sessions_[id]();
+  info->id = id;
+  sessions_.emplace(id, SessionEntry{std::move(closer), std::move(info)});
+  if (stopping_) sessions_[id].closer(false);
   return id;
 }
 
@@ -158,7 +158,7 @@ void Server::run() {
 }
 
 asio::awaitable<void> Server::drain_and_stop() {
-  auto deadline = std::chrono::steady_clock::now() + kShutdownGrace;
+  auto deadline = std::chrono::steady_clock::now() + routes()->config->shutdown_grace;
   for (;;) {
     bool empty;
     {
@@ -167,7 +167,23 @@ asio::awaitable<void> Server::drain_and_stop() {
     }
     if (empty) break;
     if (std::chrono::steady_clock::now() >= deadline) {
-      spdlog::warn("shutdown: cutting clients that did not finish in time");
+      spdlog::warn("shutdown: cutting clients that did not finish within the grace period");
+      {
+        std::lock_guard lock(sessions_mu_);
+        for (auto& [id, entry] : sessions_) entry.closer(true);
+      }
+      // Cut sessions roll back and release their connections; give that a moment.
+      auto cut = std::chrono::steady_clock::now() + 2s;
+      for (;;) {
+        {
+          std::lock_guard lock(sessions_mu_);
+          if (sessions_.empty()) break;
+        }
+        if (std::chrono::steady_clock::now() >= cut) break;
+        stop_timer_.expires_after(20ms);
+        boost::system::error_code ec;
+        co_await stop_timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      }
       break;
     }
     stop_timer_.expires_after(20ms);
@@ -191,7 +207,7 @@ void Server::stop() {
     }
     {
       std::lock_guard lock(sessions_mu_);
-      for (auto& [id, closer] : sessions_) closer();
+      for (auto& [id, entry] : sessions_) entry.closer(false);
     }
     asio::co_spawn(io_, drain_and_stop(), asio::detached);
   });

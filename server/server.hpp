@@ -14,12 +14,14 @@
 
 #include "binds/config.hpp"
 #include "binds/pool.hpp"
+#include "protocol/messages.hpp"
+#include "server/stats.hpp"
 
 namespace binds::server {
 
 namespace asio = boost::asio;
 
-// An immutable routing snapshot. Reload (later) builds a new one and swaps it in atomically;
+// An immutable routing snapshot. Reload builds a new one and swaps it in atomically;
 // sessions take a snapshot per request, so a request never sees half a config.
 struct RouteTable {
   std::shared_ptr<const Config> config;
@@ -34,12 +36,34 @@ struct ServerCounters {
   std::atomic<std::int64_t> clients_now{0};
   std::atomic<std::uint64_t> queries{0};
   std::atomic<std::uint64_t> errors{0};
+  std::atomic<std::uint64_t> reloads_ok{0};
+  std::atomic<std::uint64_t> reloads_failed{0};
+};
+
+// What `binds clients` shows of one client connection. Written by its session, read by admin.
+struct ClientInfo {
+  std::uint64_t id = 0;
+  std::string peer;
+  std::chrono::system_clock::time_point connected_at = std::chrono::system_clock::now();
+  std::atomic<std::uint64_t> requests{0};
+  std::atomic<std::int64_t> in_flight{0};
+  std::atomic<std::int64_t> pinned{0};  // binds with an open transaction
+};
+
+// Loads and validates the configuration (the file plus command-line overrides); throws ConfigError.
+using ConfigLoader = std::function<std::shared_ptr<const Config>()>;
+
+struct AdminResult {
+  bool ok = true;
+  protocol::ErrorCode code = protocol::ErrorCode::bad_request;  // when !ok
+  std::string error;
+  protocol::Table table;
 };
 
 class Server {
  public:
   // threads: number of Asio I/O threads.
-  Server(std::shared_ptr<const Config> config, int threads);
+  Server(std::shared_ptr<const Config> config, int threads, ConfigLoader loader = nullptr);
   ~Server();
 
   // Opens listeners and pools. Throws std::runtime_error with a clear message on failure
@@ -59,9 +83,23 @@ class Server {
   // they get threads of their own, apart from both I/O threads and driver workers.
   asio::thread_pool& cancel_pool() { return cancel_pool_; }
 
-  // Sessions register a closer so stop() can end them.
-  std::uint64_t add_session(std::function<void()> closer);
+  // Sessions register a closer so stop() can end them, and what admin may show of them.
+  // closer(false): finish in-flight requests, then disconnect; closer(true): disconnect now.
+  std::uint64_t add_session(std::function<void(bool hard)> closer, std::shared_ptr<ClientInfo> info);
   void remove_session(std::uint64_t id);
+
+  StatsRegistry& stats() { return stats_; }
+
+  // Re-reads the configuration; on success swaps in a new routing table (unchanged binds keep
+  // their pools, removed/changed binds drain their old pools). On failure the running config stays
+  // and the reason is returned. Any thread; reloads are serialized.
+  bool reload(std::string& message);
+  // Runs an admin command (PROTOCOL.md §9). Strand/IO thread of the caller.
+  AdminResult admin(const protocol::AdminRequest& req);
+  std::string last_reload_error() const {
+    std::lock_guard lock(reload_mu_);
+    return last_reload_error_;
+  }
 
  private:
   void open_tcp(const std::string& addr);
@@ -78,8 +116,17 @@ class Server {
   std::optional<asio::ip::tcp::acceptor> tcp_acceptor_;
   std::optional<asio::local::stream_protocol::acceptor> unix_acceptor_;
 
+  ConfigLoader loader_;
+  StatsRegistry stats_;
+  mutable std::mutex reload_mu_;
+  std::string last_reload_error_;
+
+  struct SessionEntry {
+    std::function<void(bool)> closer;
+    std::shared_ptr<ClientInfo> info;
+  };
   std::mutex sessions_mu_;
-  std::map<std::uint64_t, std::function<void()>> sessions_;
+  std::map<std::uint64_t, SessionEntry> sessions_;
   std::uint64_t next_session_ = 1;
   std::atomic<bool> stopping_{false};
   asio::steady_timer stop_timer_;

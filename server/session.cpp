@@ -69,7 +69,9 @@ class QuerySink final : public RowSink {
   bool columns(std::vector<protocol::Column> cols) override {
     if (muted_) return false;
     if (silent_) return true;
-    return alive_ = out_.push_blocking(protocol::encode_columns(id_, cols));
+    auto frame = protocol::encode_columns(id_, cols);
+    bytes_ += frame.size();
+    return alive_ = out_.push_blocking(std::move(frame));
   }
   bool row(protocol::Row& r) override {
     if (muted_) return false;
@@ -86,8 +88,11 @@ class QuerySink final : public RowSink {
       too_big_ = true;
       return alive_ = false;
     }
-    return alive_ = out_.push_blocking(batch_.finish(id_));
+    auto frame = batch_.finish(id_);
+    bytes_ += frame.size();
+    return alive_ = out_.push_blocking(std::move(frame));
   }
+  std::uint64_t bytes() const { return bytes_; }
   // Internal statements (BEGIN, COMMIT, …) send no rows to the client.
   void set_silent() { silent_ = true; }
   // Any thread. The request was answered already: whatever the driver still produces is dropped.
@@ -104,6 +109,7 @@ class QuerySink final : public RowSink {
   bool too_big_ = false;
   bool silent_ = false;
   std::atomic<bool> muted_{false};
+  std::uint64_t bytes_ = 0;
 };
 
 // Everything a request needs on the worker thread. Shared with the worker so nothing it touches
@@ -160,6 +166,9 @@ struct Session {
   int in_flight = 0;
   int active_lanes = 0;
   bool closing = false;
+  bool draining = false;  // server shutting down: finish what is in flight, then disconnect
+  bool local_peer = false;  // Unix socket or loopback TCP: may run admin commands
+  std::shared_ptr<ClientInfo> info = std::make_shared<ClientInfo>();
   bool writer_running = false;
   bool hello_done = false;
   std::string close_reason;
@@ -173,6 +182,14 @@ struct Session {
     return it->second;
   }
 
+  // Strand only. Ends the connection after the replies already queued are written: the reader
+  // sees end-of-input and the session drains its outbox before closing.
+  void finish(std::string reason) {
+    if (close_reason.empty()) close_reason = std::move(reason);
+    boost::system::error_code ec;
+    socket.shutdown(Socket::shutdown_receive, ec);
+  }
+
   // Strand only. Ends the connection: the reader sees the socket close and cleans up.
   void close(std::string reason) {
     if (close_reason.empty()) close_reason = std::move(reason);
@@ -182,6 +199,7 @@ struct Session {
 
   void send_error(std::uint32_t req_id, ErrorInfo info) {
     server.counters().errors++;
+    if (info.bind) server.stats().get(*info.bind)->error(info.code);
     auto level = info.code == ErrorCode::sql_error ? spdlog::level::info : spdlog::level::warn;
     spdlog::log(level, "client #{} request {}{}: {}{}{}: {}", id, req_id,
                 info.bind ? " bind " + *info.bind : std::string(), protocol::error_code_name(info.code),
@@ -328,11 +346,14 @@ asio::awaitable<void> execute(const SessionPtr<Socket>& s, Lane& lane, Request r
   if (kind != Kind::query) job->sink.set_silent();
 
   s->jobs[id] = job;
+  auto stats = s->server.stats().get(bind);
+  const auto started = std::chrono::steady_clock::now();
   bool was_pinned = static_cast<bool>(lane.pinned);
   if (was_pinned) {
     job->lease = std::move(lane.pinned);
   } else {
     auto acquired = co_await pool.acquire();
+    stats->pool_wait.observe(std::chrono::steady_clock::now() - started);
     if (acquired.error) {
       s->jobs.erase(id);
       ErrorInfo info;
@@ -426,6 +447,10 @@ asio::awaitable<void> execute(const SessionPtr<Socket>& s, Lane& lane, Request r
   job->deadline.cancel();
   s->jobs.erase(id);
   s->server.counters().queries++;
+  stats->queries++;
+  stats->bytes_out += job->sink.bytes();
+  // Latency as the client sees it from the broker: connection wait plus execution.
+  stats->latency.observe(std::chrono::steady_clock::now() - started);
 
   bool abandoned, sent;
   std::optional<ErrorCode> stop;
@@ -464,6 +489,11 @@ asio::awaitable<void> execute(const SessionPtr<Socket>& s, Lane& lane, Request r
     lane.pinned = std::move(job->lease);
   } else {
     job->lease = Lease();  // back to the pool now, before the client even reads the reply
+  }
+  {
+    std::int64_t pinned = 0;
+    for (const auto& [k, l] : s->lanes) pinned += l.pinned ? 1 : 0;
+    s->info->pinned = pinned;
   }
   if (was_pinned && broken) {
     lane.tx_aborted = true;
@@ -525,7 +555,11 @@ asio::awaitable<void> run_lane(SessionPtr<Socket> s, std::string key) {
       s->jobs.erase(id);
       s->send_error(id, ErrorCode::internal, std::string("internal error: ") + e.what(), key);
     }
-    if (!internal) --s->in_flight;
+    if (!internal) {
+      --s->in_flight;
+      s->info->in_flight = s->in_flight;
+    }
+    if (s->draining && s->in_flight == 0) s->finish("server shutting down");
   }
   for (const auto& r : lane.queue)
     if (r.kind != Kind::abort_idle_tx) --s->in_flight;
@@ -595,9 +629,19 @@ asio::awaitable<void> run_writer(SessionPtr<Socket> s) {
 // Queues a request on its bind's lane (QUERY, BEGIN, COMMIT, ROLLBACK).
 template <class Socket>
 void enqueue(const SessionPtr<Socket>& s, Request req, const std::optional<std::string>& wanted) {
+  s->info->requests++;
+  if (s->draining) {
+    s->send_error(req.id, ErrorCode::shutting_down, "the server is shutting down");
+    return;
+  }
   auto routes = s->server.routes();
   std::string key;
   auto pool = routes->resolve(wanted, key);
+  if (!pool) {
+    // A bind removed by a reload still serves the transaction this client has open on it.
+    auto it = s->lanes.find(key);
+    if (it != s->lanes.end() && it->second.pinned) pool = it->second.pinned.pool().shared_from_this();
+  }
   if (!pool) {
     s->send_error(req.id, ErrorCode::unknown_bind, "unknown bind \"" + key + "\"", key);
     return;
@@ -610,6 +654,7 @@ void enqueue(const SessionPtr<Socket>& s, Request req, const std::optional<std::
     return;
   }
   ++s->in_flight;
+  s->info->in_flight = s->in_flight;
   req.bind = key;
   req.pool = std::move(pool);
   Lane& lane = s->lane(key);
@@ -712,6 +757,26 @@ std::string handle_frame(const SessionPtr<Socket>& s, FrameDecoder& dec, const F
       handle_cancel(s, id, target);
       break;
     }
+    case FrameType::admin: {
+      protocol::AdminRequest req;
+      if (!protocol::decode_admin(f.body, req, why)) {
+        s->send_error(id, ErrorCode::bad_request, "bad ADMIN: " + why);
+        break;
+      }
+      if (!s->local_peer) {
+        s->send_error(id, ErrorCode::bad_request,
+                      "admin commands are accepted only over the Unix socket or loopback TCP");
+        break;
+      }
+      spdlog::info("client #{}: admin {}{}", s->id, req.command, req.bind ? " " + *req.bind : "");
+      auto result = s->server.admin(req);
+      if (!result.ok) {
+        s->send_error(id, result.code, result.error, req.bind);
+        break;
+      }
+      s->outbox.push(protocol::encode_table(id, result.table));
+      break;
+    }
     case FrameType::ping:
       if (!protocol::decode_empty(f.body, why)) {
         s->send_error(id, ErrorCode::bad_request, "bad PING: " + why);
@@ -778,18 +843,29 @@ asio::awaitable<std::string> read_loop(const SessionPtr<Socket>& s) {
 }
 
 template <class Socket>
-asio::awaitable<void> session_main(Server& server, Socket socket, std::string peer) {
+asio::awaitable<void> session_main(Server& server, Socket socket, std::string peer, bool local) {
   auto s = std::make_shared<Session<Socket>>(server, std::move(socket), server.routes());
   s->peer = std::move(peer);
+  s->local_peer = local;
   auto ex = s->socket.get_executor();
-  s->id = server.add_session([s, ex] {
-    // Unblock workers streaming to this client at once, even if the strand never runs again.
-    s->outbox.close();
-    asio::post(ex, [s] {
-      s->closing = true;
-      s->close("server shutting down");
-    });
-  });
+  s->info->peer = s->peer;
+  s->id = server.add_session(
+      [s, ex](bool hard) {
+        if (hard) {
+          // Unblock workers streaming to this client at once, even if the strand never runs again.
+          s->outbox.close();
+          asio::post(ex, [s] {
+            s->closing = true;
+            s->close("server shutting down (grace period over)");
+          });
+          return;
+        }
+        asio::post(ex, [s] {
+          s->draining = true;
+          if (s->in_flight == 0) s->finish("server shutting down");
+        });
+      },
+      s->info);
   server.counters().clients_total++;
   server.counters().clients_now++;
   spdlog::info("client #{} connected from {}", s->id, s->peer);
@@ -852,11 +928,12 @@ asio::awaitable<void> run_session(Server& server, asio::ip::tcp::socket socket) 
   auto ep = socket.remote_endpoint(ec);
   std::string peer = ec ? "tcp:?" : "tcp:" + ep.address().to_string() + ":" + std::to_string(ep.port());
   socket.set_option(asio::ip::tcp::no_delay(true), ec);
-  return session_main(server, std::move(socket), std::move(peer));
+  bool local = !ec && ep.address().is_loopback();
+  return session_main(server, std::move(socket), std::move(peer), local);
 }
 
 asio::awaitable<void> run_session(Server& server, asio::local::stream_protocol::socket socket) {
-  return session_main(server, std::move(socket), std::string("unix socket"));
+  return session_main(server, std::move(socket), std::string("unix socket"), true);
 }
 
 }  // namespace binds::server

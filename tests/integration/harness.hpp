@@ -88,7 +88,7 @@ class Daemon {
     dir_ = make_temp_dir("daemon");
     socket_ = (dir_ / "bindsd.sock").string();
     config_ = dir_ / "binds.yaml";
-    std::ofstream(config_) << "listen:\n  unix: " << socket_ << "\n" << binds_yaml;
+    write_config(binds_yaml);
     log_ = dir_ / "bindsd.log";
     start(extra_args);
   }
@@ -145,6 +145,26 @@ class Daemon {
     return -1;
   }
 
+  // Rewrites the config file (same listen section), e.g. before a reload.
+  void write_config(const std::string& binds_yaml) {
+    std::ofstream(config_) << "listen:\n  unix: " << socket_ << "\n" << binds_yaml;
+  }
+  void signal(int sig) const {
+    if (pid_ > 0) ::kill(pid_, sig);
+  }
+  // Waits for the daemon to exit by itself; its exit status, or -1 after the timeout.
+  int wait_exit(std::chrono::milliseconds timeout) {
+    int status = 0;
+    auto until = std::chrono::steady_clock::now() + timeout;
+    while (pid_ > 0 && std::chrono::steady_clock::now() < until) {
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+    return -1;
+  }
   client::Client connect() const { return client::Client::connect(address()); }
   std::string address() const { return "unix:" + socket_; }
   std::string log() const { return read_file(log_); }

@@ -62,6 +62,7 @@ class Connection:
         if paramstyle not in ("auto", "format", "pyformat", "qmark", "named", "native"):
             raise ProgrammingError(f"unknown paramstyle {paramstyle!r}")
         self._closed = True
+        self._was_lost = False
         self._autocommit = bool(autocommit)
         self._isolation = _norm_isolation(isolation_level)
         self.read_only = bool(read_only)
@@ -133,6 +134,7 @@ class Connection:
         return rid
 
     def _lost(self, e: BaseException) -> OperationalError:
+        self._was_lost = True
         self._t.close()
         self._closed = True
         self._active = None
@@ -315,7 +317,15 @@ class Connection:
         self._end_tx(P.COMMIT, "COMMIT")
 
     def rollback(self) -> None:
-        self._end_tx(P.ROLLBACK, "ROLLBACK")
+        # A connection lost to bindsd has nothing left to roll back: the server rolls back the
+        # transactions of a client that disconnects (§6.4), so the outcome is the one asked for.
+        if self._closed and self._was_lost:
+            return
+        try:
+            self._end_tx(P.ROLLBACK, "ROLLBACK")
+        except OperationalError as e:
+            if not e.disconnect:
+                raise
 
     def close(self) -> None:
         if self._closed:

@@ -1,0 +1,187 @@
+// Hot reload and the admin commands (PROTOCOL.md §9).
+
+#include <spdlog/spdlog.h>
+
+#include <set>
+
+#include "server/notify.hpp"
+#include "server/server.hpp"
+
+namespace binds::server {
+
+namespace {
+
+using protocol::ErrorCode;
+using protocol::Value;
+
+Value text(std::string s) { return Value(std::move(s)); }
+Value num(std::int64_t n) { return Value(n); }
+
+std::string ms(Millis m) { return m.count() == 0 ? "off" : std::to_string(m.count()) + "ms"; }
+
+std::string join(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
+  return out.empty() ? "-" : out;
+}
+
+}  // namespace
+
+bool Server::reload(std::string& message) {
+  std::lock_guard lock(reload_mu_);
+  notify::reloading();
+  auto finish = [&](bool ok) {
+    (ok ? counters_.reloads_ok : counters_.reloads_failed)++;
+    last_reload_error_ = ok ? "" : message;
+    notify::ready();
+    notify::status(ok ? "reloaded: " + message : "reload failed, old configuration kept: " + message);
+    return ok;
+  };
+  if (!loader_) {
+    message = "this server was started without a configuration file to reload";
+    spdlog::error("reload failed: {}", message);
+    return finish(false);
+  }
+  std::shared_ptr<const Config> fresh;
+  try {
+    fresh = loader_();
+  } catch (const std::exception& e) {
+    message = e.what();
+    spdlog::error("reload failed, keeping the running configuration: {}", message);
+    return finish(false);
+  }
+  auto old = routes();
+  auto cfg = std::make_shared<Config>(*fresh);
+  if (cfg->listen.tcp != old->config->listen.tcp || cfg->listen.unix != old->config->listen.unix) {
+    spdlog::warn("reload: listen addresses changed; they take effect at the next restart");
+    cfg->listen = old->config->listen;
+  }
+  if (cfg->metrics_listen != old->config->metrics_listen) {
+    spdlog::warn("reload: metrics.listen changed; it takes effect at the next restart");
+    cfg->metrics_listen = old->config->metrics_listen;
+  }
+  auto rt = std::make_shared<RouteTable>();
+  rt->config = cfg;
+  std::vector<std::string> added, changed, kept, removed;
+  std::vector<std::shared_ptr<Pool>> fresh_pools, retired;
+  for (const auto& [key, bind] : cfg->binds) {
+    auto it = old->pools.find(key);
+    if (it != old->pools.end() && it->second->config() == bind) {
+      rt->pools[key] = it->second;  // untouched: same pool, same connections
+      kept.push_back(key);
+      continue;
+    }
+    auto pool = std::make_shared<Pool>(io_, bind);
+    rt->pools[key] = pool;
+    fresh_pools.push_back(pool);
+    if (it != old->pools.end()) {
+      changed.push_back(key);
+      retired.push_back(it->second);
+    } else {
+      added.push_back(key);
+    }
+  }
+  for (const auto& [key, pool] : old->pools) {
+    if (!cfg->binds.count(key)) {
+      removed.push_back(key);
+      retired.push_back(pool);
+    }
+  }
+  for (auto& p : fresh_pools) p->start();
+  std::atomic_store(&routes_, std::shared_ptr<const RouteTable>(rt));
+  // Old pools keep serving what already holds them (queued requests, open transactions) and are
+  // cut after drain_timeout.
+  for (auto& p : retired) {
+    p->retire();
+    auto timer = std::make_shared<asio::steady_timer>(io_, cfg->drain_timeout);
+    timer->async_wait([this, p, timer](boost::system::error_code) mutable {
+      p->stop();
+      // ~Pool joins its worker threads: not on an I/O thread.
+      asio::post(cancel_pool_, [p = std::move(p)]() mutable { p.reset(); });
+    });
+  }
+  message = "added: " + join(added) + "; changed: " + join(changed) + "; removed: " + join(removed) +
+            "; unchanged: " + join(kept);
+  spdlog::info("configuration reloaded ({})", message);
+  return finish(true);
+}
+
+AdminResult Server::admin(const protocol::AdminRequest& req) {
+  AdminResult out;
+  auto rt = routes();
+  auto fail = [&](ErrorCode code, std::string why) {
+    out.ok = false;
+    out.code = code;
+    out.error = std::move(why);
+    return out;
+  };
+  const std::string& cmd = req.command;
+  auto& t = out.table;
+
+  if (cmd == "stats") {
+    t.columns = {"bind", "backend", "open", "in_use", "idle", "pinned", "waiting", "longest_wait_ms", "queries",
+                 "errors", "bytes_out", "p50_ms", "p99_ms", "state"};
+    for (const auto& [key, pool] : rt->pools) {
+      auto ps = pool->stats();
+      auto st = stats_.get(key);
+      std::string state = ps.draining ? "draining" : ps.paused ? "paused" : ps.backend_down ? "backend down" : "ok";
+      t.rows.push_back({text(key), text(std::string(backend_name(pool->config().url.backend))), num(ps.open),
+                        num(ps.in_use), num(ps.idle), num(ps.pinned), num(ps.waiting), num(ps.longest_wait_ms),
+                        num(static_cast<std::int64_t>(st->queries.load())),
+                        num(static_cast<std::int64_t>(st->errors.load())),
+                        num(static_cast<std::int64_t>(st->bytes_out.load())), Value(st->latency.quantile(0.5) * 1000),
+                        Value(st->latency.quantile(0.99) * 1000), text(state)});
+    }
+    return out;
+  }
+  if (cmd == "clients") {
+    t.columns = {"id", "peer", "connected_s", "requests", "in_flight", "open_transactions"};
+    std::lock_guard lock(sessions_mu_);
+    auto now = std::chrono::system_clock::now();
+    for (const auto& [id, e] : sessions_) {
+      auto age = std::chrono::duration_cast<std::chrono::seconds>(now - e.info->connected_at).count();
+      t.rows.push_back({num(static_cast<std::int64_t>(id)), text(e.info->peer), num(age),
+                        num(static_cast<std::int64_t>(e.info->requests.load())), num(e.info->in_flight.load()),
+                        num(e.info->pinned.load())});
+    }
+    return out;
+  }
+  if (cmd == "config") {
+    t.columns = {"bind", "url", "max", "min", "acquire_timeout", "idle_timeout", "max_lifetime", "statement_timeout",
+                 "idle_in_transaction_timeout", "default"};
+    for (const auto& [key, b] : rt->config->binds) {
+      t.rows.push_back({text(key), text(b.url.redacted()), num(b.pool.max), num(b.pool.min),
+                        text(ms(b.pool.acquire_timeout)), text(ms(b.pool.idle_timeout)), text(ms(b.pool.max_lifetime)),
+                        text(ms(b.statement_timeout)), text(ms(b.idle_in_transaction_timeout)),
+                        Value(key == rt->config->default_bind)});
+    }
+    t.message = "config file " + rt->config->source + "; listen tcp=" +
+                (rt->config->listen.tcp.empty() ? "-" : rt->config->listen.tcp) +
+                " unix=" + (rt->config->listen.unix.empty() ? "-" : rt->config->listen.unix);
+    return out;
+  }
+  if (cmd == "reload") {
+    std::string message;
+    if (!reload(message)) return fail(ErrorCode::bad_request, "reload failed, old configuration kept: " + message);
+    t.message = "reloaded: " + message;
+    return out;
+  }
+  if (cmd == "pause" || cmd == "resume" || cmd == "drain" || cmd == "reconnect") {
+    if (!req.bind || req.bind->empty()) return fail(ErrorCode::bad_request, cmd + " needs a bind");
+    auto it = rt->pools.find(*req.bind);
+    if (it == rt->pools.end()) return fail(ErrorCode::unknown_bind, "unknown bind \"" + *req.bind + "\"");
+    auto& pool = *it->second;
+    if (cmd == "pause") pool.pause();
+    if (cmd == "resume") pool.resume();
+    if (cmd == "drain") pool.drain();
+    if (cmd == "reconnect") pool.reconnect();
+    spdlog::info("admin: {} {}", cmd, *req.bind);
+    t.message = cmd + " " + *req.bind + ": done";
+    return out;
+  }
+  return fail(ErrorCode::bad_request,
+              "unknown admin command \"" + cmd +
+                  "\" (stats, clients, config, reload, pause, resume, drain, reconnect)");
+}
+
+}  // namespace binds::server

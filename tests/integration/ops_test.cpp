@@ -1,0 +1,212 @@
+// Operating bindsd: hot reload under load, admin commands, graceful and forced shutdown (issue 5).
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+
+#include "client/format.hpp"
+#include "harness.hpp"
+
+namespace binds::test {
+namespace {
+
+using client::Client;
+using client::ServerError;
+using protocol::ErrorCode;
+using protocol::Value;
+using ::testing::HasSubstr;
+using ::testing::Not;
+using namespace std::chrono_literals;
+
+std::string scalar(Client& c, const std::string& sql, std::optional<std::string> bind = std::nullopt) {
+  return client::value_text(c.query(sql, {}, std::move(bind)).rows.at(0).at(0));
+}
+
+// Column `name` of the admin table row whose first cell is `key`.
+std::string cell(const protocol::Table& t, const std::string& key, const std::string& name) {
+  auto col = std::find(t.columns.begin(), t.columns.end(), name) - t.columns.begin();
+  for (const auto& r : t.rows)
+    if (client::value_text(r.at(0)) == key) return client::value_text(r.at(static_cast<std::size_t>(col)));
+  return "<no row " + key + ">";
+}
+
+TEST(Reload, BindsComeAndGoWhileAnUnchangedBindServesWithoutAFailure) {
+  BINDS_REQUIRE_URL("BINDS_TEST_PG_URL", pg);
+  auto tmp = make_temp_dir("reload");
+  auto lite = [&](const char* name) { return "sqlite:///" + (tmp / name).string(); };
+  std::string steady = "  steady:\n    url: " + pg + "\n    pool: { max: 1 }\n";
+  Daemon d("default: steady\nbinds:\n" + steady + "  changing: " + lite("c.db") + "\n  leaving: " + lite("l.db") +
+           "\n");
+  auto c = d.connect();
+  auto pid = scalar(c, "SELECT pg_backend_pid()");
+  // A transaction open on the bind that will be removed.
+  auto holder = d.connect();
+  holder.begin(std::string("leaving"));
+  holder.query("CREATE TABLE IF NOT EXISTS t (v INTEGER)", {}, std::string("leaving"));
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, failed{0};
+  std::vector<std::thread> load;
+  for (int i = 0; i < 4; ++i) {
+    load.emplace_back([&] {
+      auto lc = d.connect();
+      while (!stop) {
+        try {
+          if (scalar(lc, "SELECT 1") == "1") ++ok;
+        } catch (const std::exception& e) {
+          ++failed;
+          ADD_FAILURE() << e.what();
+        }
+      }
+    });
+  }
+  std::this_thread::sleep_for(200ms);
+  d.write_config("default: steady\nbinds:\n" + steady + "  changing:\n    url: " + lite("c.db") +
+                 "\n    pool: { max: 3 }\n  arriving: " + lite("a.db") + "\n");
+  auto result = c.admin("reload");
+  EXPECT_THAT(result.message, HasSubstr("added: arriving"));
+  EXPECT_THAT(result.message, HasSubstr("changed: changing"));
+  EXPECT_THAT(result.message, HasSubstr("removed: leaving"));
+  EXPECT_THAT(result.message, HasSubstr("unchanged: steady"));
+  std::this_thread::sleep_for(200ms);
+
+  EXPECT_EQ(scalar(c, "SELECT 2", std::string("arriving")), "2");  // added: serves at once
+  EXPECT_EQ(scalar(c, "SELECT 3", std::string("changing")), "3");
+  EXPECT_EQ(error_code_of([&] { c.query("SELECT 1", {}, std::string("leaving")); }), ErrorCode::unknown_bind);
+  // The open transaction on the removed bind finishes on its old pool.
+  holder.query("INSERT INTO t VALUES (1)", {}, std::string("leaving"));
+  EXPECT_FALSE(holder.commit(std::string("leaving")).in_transaction);
+
+  // SIGHUP does the same; a broken file is refused and the running config stays.
+  d.write_config("default: steady\nbinds:\n" + steady + "  arriving:\n    url: " + lite("a.db") +
+                 "\n    pool: { max: 0 }\n");
+  d.signal(SIGHUP);
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(scalar(c, "SELECT 4", std::string("changing")), "4");  // still there: reload refused
+  try {
+    c.admin("reload");
+    ADD_FAILURE() << "a broken config was accepted";
+  } catch (const ServerError& e) {
+    EXPECT_THAT(e.info.message, HasSubstr("binds.arriving.pool.max"));
+  }
+  stop = true;
+  for (auto& t : load) t.join();
+  EXPECT_GT(ok, 100);
+  EXPECT_EQ(failed, 0);
+  EXPECT_EQ(scalar(c, "SELECT pg_backend_pid()"), pid) << "the unchanged bind's connection was replaced";
+  EXPECT_THAT(d.log(), HasSubstr("reload failed, keeping the running configuration"));
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+}
+
+TEST(Admin, StatsClientsConfigPauseResumeReconnectDrain) {
+  BINDS_REQUIRE_URL("BINDS_TEST_PG_URL", pg);
+  Daemon d("default: db\nbinds:\n  db:\n    url: " + pg + "?application_name=binds_admin\n"
+           "    pool: { max: 2, acquire_timeout: 500ms }\n  other: \"sqlite://\"\n");
+  auto c = d.connect();
+  for (int i = 0; i < 5; ++i) scalar(c, "SELECT 1");
+  EXPECT_EQ(error_code_of([&] { c.query("SELEC"); }), ErrorCode::sql_error);
+
+  auto stats = c.admin("stats");
+  EXPECT_EQ(cell(stats, "db", "backend"), "postgresql");
+  EXPECT_EQ(cell(stats, "db", "queries"), "6");
+  EXPECT_EQ(cell(stats, "db", "errors"), "1");
+  EXPECT_EQ(cell(stats, "db", "open"), "1");
+  EXPECT_EQ(cell(stats, "db", "state"), "ok");
+
+  auto clients = c.admin("clients");
+  EXPECT_GE(clients.rows.size(), 1u);
+
+  auto config = c.admin("config");
+  EXPECT_THAT(cell(config, "db", "url"), HasSubstr("***"));
+  EXPECT_THAT(cell(config, "db", "url"), Not(HasSubstr("binds-secret")));
+
+  auto pid = scalar(c, "SELECT pg_backend_pid()");
+  c.admin("reconnect", std::string("db"));
+  EXPECT_NE(scalar(c, "SELECT pg_backend_pid()"), pid);
+
+  c.admin("pause", std::string("db"));
+  EXPECT_EQ(cell(c.admin("stats"), "db", "state"), "paused");
+  try {
+    c.query("SELECT 1");
+    ADD_FAILURE() << "a paused bind served";
+  } catch (const ServerError& e) {
+    EXPECT_EQ(e.info.code, ErrorCode::pool_timeout);
+    EXPECT_THAT(e.info.message, HasSubstr("paused"));
+  }
+  EXPECT_EQ(scalar(c, "SELECT 1", std::string("other")), "1");  // other binds unaffected
+  // A request waiting on a paused bind goes through when it resumes.
+  auto id = c.send_query("SELECT 42");
+  std::this_thread::sleep_for(100ms);
+  c.admin("resume", std::string("db"));
+  EXPECT_EQ(client::value_text(c.wait(id).result.rows.at(0).at(0)), "42");
+
+  c.admin("drain", std::string("db"));
+  EXPECT_EQ(cell(c.admin("stats"), "db", "open"), "0");
+  c.admin("resume", std::string("db"));
+  EXPECT_EQ(scalar(c, "SELECT 5"), "5");
+
+  EXPECT_EQ(error_code_of([&] { c.admin("pause", std::string("nope")); }), ErrorCode::unknown_bind);
+  EXPECT_EQ(error_code_of([&] { c.admin("frobnicate"); }), ErrorCode::bad_request);
+  EXPECT_EQ(error_code_of([&] { c.admin("pause"); }), ErrorCode::bad_request);
+}
+
+TEST(Admin, CliPrintsTablesAndJson) {
+  auto tmp = make_temp_dir("admcli");
+  Daemon d("binds:\n  m: sqlite:///" + (tmp / "m.db").string() + "\n");
+  std::string sock = d.address().substr(5);
+  auto run = [&](const std::string& args) {
+    auto out = tmp / "out";
+    int rc = std::system((std::string(BINDS_CLI_PATH) + " --socket " + sock + " " + args + " >" + out.string() +
+                          " 2>&1")
+                             .c_str());
+    return std::make_pair(WEXITSTATUS(rc), read_file(out));
+  };
+  auto [rc, out] = run("stats");
+  EXPECT_EQ(rc, 0);
+  EXPECT_THAT(out, HasSubstr(" bind | backend |"));
+  std::tie(rc, out) = run("config --format json");
+  EXPECT_EQ(rc, 0);
+  EXPECT_THAT(out, HasSubstr("\"bind\":\"m\""));
+  std::tie(rc, out) = run("pause");
+  EXPECT_EQ(rc, 2);
+  std::tie(rc, out) = run("pause nope");
+  EXPECT_EQ(rc, 1);
+  EXPECT_THAT(out, HasSubstr("UNKNOWN_BIND"));
+  std::tie(rc, out) = run("reload");
+  EXPECT_EQ(rc, 0);
+  EXPECT_THAT(out, HasSubstr("unchanged: m"));
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+}
+
+TEST(Shutdown, SigtermLetsInFlightRequestsFinishAndASecondOneExitsAtOnce) {
+  BINDS_REQUIRE_URL("BINDS_TEST_PG_URL", pg);
+  {
+    Daemon d("binds:\n  db: " + pg + "\nshutdown: { grace: 5s }\n");
+    auto c = d.connect();
+    auto id = c.send_query("SELECT pg_sleep(1)");
+    std::this_thread::sleep_for(200ms);
+    d.signal(SIGTERM);
+    auto r = c.wait(id);
+    EXPECT_FALSE(r.error.has_value()) << r.error->message;  // finished, not cut
+    EXPECT_EQ(d.wait_exit(5s), 0);
+  }
+  {
+    Daemon d("binds:\n  db: " + pg + "\nshutdown: { grace: 30s }\n");
+    auto c = d.connect();
+    c.send_query("SELECT pg_sleep(20)");
+    std::this_thread::sleep_for(200ms);
+    d.signal(SIGTERM);
+    std::this_thread::sleep_for(200ms);
+    auto t0 = std::chrono::steady_clock::now();
+    d.signal(SIGTERM);
+    EXPECT_EQ(d.wait_exit(3s), 1);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+  }
+}
+
+}  // namespace
+}  // namespace binds::test
