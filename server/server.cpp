@@ -124,6 +124,13 @@ void Server::start() {
     spdlog::info("bind {}: {} (pool max {}, min {})", key, pool->config().url.redacted(),
                  pool->config().pool.max, pool->config().pool.min);
   }
+  if (!rt->config->metrics_listen.empty()) {
+    metrics_ = std::make_unique<MetricsServer>(io_, [this] { return metrics_snapshot(); });
+    metrics_->start(rt->config->metrics_listen);
+    spdlog::info("metrics on http://{}/metrics (port {})", rt->config->metrics_listen, metrics_->port());
+  }
+  listening_ = true;
+  if (rt->config->stats_interval.count() > 0) asio::co_spawn(io_, stats_lines(), asio::detached);
   if (tcp_acceptor_)
     asio::co_spawn(io_, accept_loop(*this, *tcp_acceptor_, stopping_, rt->config->limits.max_clients),
                    [](std::exception_ptr e) { log_exception(e, "tcp listener"); });
@@ -144,6 +151,44 @@ std::uint64_t Server::add_session(std::function<void(bool)> closer, std::shared_
 void Server::remove_session(std::uint64_t id) {
   std::lock_guard lock(sessions_mu_);
   sessions_.erase(id);
+}
+
+asio::awaitable<void> Server::stats_lines() {
+  asio::steady_timer timer(io_);
+  while (!stopping_) {
+    timer.expires_after(routes()->config->stats_interval);
+    boost::system::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (stopping_ || routes()->config->stats_interval.count() == 0) break;
+    for (const auto& b : metrics_snapshot().binds) {
+      spdlog::info("stats bind {}: open {} in_use {} idle {} pinned {} waiting {}; queries {} errors {} p50 {}ms p99 {}ms",
+                   b.key, b.pool.open, b.pool.in_use, b.pool.idle, b.pool.pinned, b.pool.waiting,
+                   b.stats->queries.load(), b.stats->errors.load(), b.stats->latency.quantile(0.5) * 1000,
+                   b.stats->latency.quantile(0.99) * 1000);
+    }
+  }
+}
+
+MetricsSnapshot Server::metrics_snapshot() {
+  MetricsSnapshot m;
+  auto rt = routes();
+  for (const auto& [key, pool] : rt->pools) {
+    BindMetrics b;
+    b.key = key;
+    b.backend = std::string(backend_name(pool->config().url.backend));
+    b.pool = pool->stats();
+    b.reachable = !b.pool.backend_down;
+    b.stats = stats_.get(key);
+    m.binds.push_back(std::move(b));
+  }
+  m.clients_now = counters_.clients_now;
+  m.clients_total = counters_.clients_total;
+  m.reloads_ok = counters_.reloads_ok;
+  m.reloads_failed = counters_.reloads_failed;
+  m.config_loaded = true;
+  m.listeners_up = listening_;
+  m.uptime_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  return m;
 }
 
 void Server::run() {
@@ -198,6 +243,8 @@ void Server::stop() {
   if (stopping_.exchange(true)) return;
   asio::post(io_, [this] {
     spdlog::info("shutting down");
+    listening_ = false;  // /readyz turns 503 so load balancers stop sending clients
+    if (metrics_) metrics_->stop();
     boost::system::error_code ec;
     if (tcp_acceptor_) tcp_acceptor_->close(ec);
     if (unix_acceptor_) {

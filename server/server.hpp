@@ -15,6 +15,7 @@
 #include "binds/config.hpp"
 #include "binds/pool.hpp"
 #include "protocol/messages.hpp"
+#include "server/metrics.hpp"
 #include "server/stats.hpp"
 
 namespace binds::server {
@@ -89,6 +90,10 @@ class Server {
   void remove_session(std::uint64_t id);
 
   StatsRegistry& stats() { return stats_; }
+  // What /metrics and /readyz show. Any thread.
+  MetricsSnapshot metrics_snapshot();
+  // The port of the metrics listener (0 if none); for tests that configured port 0.
+  unsigned short metrics_port() const { return metrics_ ? metrics_->port() : 0; }
 
   // Re-reads the configuration; on success swaps in a new routing table (unchanged binds keep
   // their pools, removed/changed binds drain their old pools). On failure the running config stays
@@ -105,6 +110,7 @@ class Server {
   void open_tcp(const std::string& addr);
   void open_unix(const std::string& path);
   asio::awaitable<void> drain_and_stop();
+  asio::awaitable<void> stats_lines();  // the optional periodic stats log line
 
   asio::io_context io_;
   asio::thread_pool cancel_pool_{2};
@@ -127,6 +133,9 @@ class Server {
   };
   std::mutex sessions_mu_;
   std::map<std::uint64_t, SessionEntry> sessions_;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  std::atomic<bool> listening_{false};
+  std::unique_ptr<MetricsServer> metrics_;  // declared after io_: destroyed before it
   std::uint64_t next_session_ = 1;
   std::atomic<bool> stopping_{false};
   asio::steady_timer stop_timer_;

@@ -210,3 +210,61 @@ TEST(Shutdown, SigtermLetsInFlightRequestsFinishAndASecondOneExitsAtOnce) {
 
 }  // namespace
 }  // namespace binds::test
+
+namespace binds::test {
+namespace {
+
+// Minimal HTTP GET over loopback; returns status line + body.
+std::string http_get(unsigned short port, const std::string& path) {
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::socket s(io);
+  s.connect({boost::asio::ip::make_address("127.0.0.1"), port});
+  std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  boost::asio::write(s, boost::asio::buffer(req));
+  std::string out;
+  boost::system::error_code ec;
+  char buf[4096];
+  for (;;) {
+    auto n = s.read_some(boost::asio::buffer(buf), ec);
+    out.append(buf, n);
+    if (ec) break;
+  }
+  return out;
+}
+
+unsigned short free_port() {
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::acceptor a(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+  return a.local_endpoint().port();
+}
+
+double metric(const std::string& text, const std::string& series) {
+  auto p = text.find("\n" + series + " ");
+  if (p == std::string::npos) return -1;
+  return std::stod(text.substr(p + series.size() + 2));
+}
+
+TEST(Metrics, CountersMoveWithRealTraffic) {
+  BINDS_REQUIRE_URL("BINDS_TEST_PG_URL", pg);
+  auto port = free_port();
+  Daemon d("default: db\nbinds:\n  db: " + pg + "\nmetrics:\n  listen: 127.0.0.1:" + std::to_string(port) + "\n");
+  auto before = http_get(port, "/metrics");
+  ASSERT_THAT(before, HasSubstr("200 OK"));
+  double q0 = std::max(0.0, metric(before, "binds_queries_total{bind=\"db\"}"));
+  auto c = d.connect();
+  for (int i = 0; i < 7; ++i) c.query("SELECT 1");
+  EXPECT_EQ(error_code_of([&] { c.query("SELEC"); }), ErrorCode::sql_error);
+  auto after = http_get(port, "/metrics");
+  EXPECT_EQ(metric(after, "binds_queries_total{bind=\"db\"}"), q0 + 8);
+  EXPECT_EQ(metric(after, "binds_errors_total{bind=\"db\",code=\"SQL_ERROR\"}"), 1);
+  EXPECT_GE(metric(after, "binds_query_duration_seconds_count{bind=\"db\"}"), 8);
+  EXPECT_EQ(metric(after, "binds_clients"), 1);
+  EXPECT_THAT(after, Not(HasSubstr("binds-secret")));
+  EXPECT_THAT(http_get(port, "/healthz"), HasSubstr("200 OK"));
+  EXPECT_THAT(http_get(port, "/readyz"), HasSubstr("200 OK"));
+  c.admin("reload");
+  EXPECT_EQ(metric(http_get(port, "/metrics"), "binds_reloads_total{result=\"ok\"}"), 1);
+}
+
+}  // namespace
+}  // namespace binds::test
