@@ -268,3 +268,19 @@ TEST(Metrics, CountersMoveWithRealTraffic) {
 
 }  // namespace
 }  // namespace binds::test
+
+namespace binds::test {
+namespace {
+
+TEST(StatsLine, PeriodicPerBindLineWhenConfigured) {
+  auto tmp = make_temp_dir("statsline");
+  Daemon d("binds:\n  m: sqlite:///" + (tmp / "m.db").string() + "\nstats_interval: 200ms\n");
+  d.connect().query("SELECT 1");
+  std::this_thread::sleep_for(600ms);
+  EXPECT_THAT(d.log(), HasSubstr("stats bind m: open"));
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+}
+
+}  // namespace
+}  // namespace binds::test
