@@ -136,10 +136,26 @@ def path_socket_no_watchdog(tmp):
     try:
         ns.wait_for(lambda a: "READY=1" in a, 15, "READY=1")
         check(True, "READY=1 over a filesystem NOTIFY_SOCKET")
-        # ExecReload sends SIGHUP: until reload exists it must not kill the daemon.
+        # ExecReload sends SIGHUP: RELOADING=1 (with MONOTONIC_USEC), then READY=1 once the new
+        # configuration serves.
+        first = len(ns.messages)
         proc.send_signal(signal.SIGHUP)
-        ns.drain(0.6)
-        check(proc.poll() is None and can_connect(sock_path), "bindsd survives SIGHUP")
+        reloading = ns.wait_for(lambda a: "RELOADING=1" in a, 10, "RELOADING=1")
+        check(any(x.startswith("MONOTONIC_USEC=") for x in reloading[2]), "RELOADING=1 carries MONOTONIC_USEC")
+        later = ns.messages[ns.messages.index(reloading) + 1:]
+        ready_again = next((m for m in later if "READY=1" in m[2]), None) or ns.wait_for(
+            lambda a: "READY=1" in a, 10, "READY=1 after the reload")
+        check(ready_again is not None, "READY=1 after RELOADING=1")
+        check(proc.poll() is None and can_connect(sock_path), "bindsd serves after SIGHUP")
+        # A broken file: the running config stays, and STATUS says why.
+        with open(config, "a") as f:
+            f.write("bogus_key: 1\n")
+        proc.send_signal(signal.SIGHUP)
+        failed = ns.wait_for(lambda a: any(x.startswith("STATUS=reload failed") for x in a), 10,
+                             "STATUS=reload failed")
+        check(any("bogus_key" in x for x in failed[2]), f"the failed-reload STATUS names the key ({failed[2]})")
+        check(proc.poll() is None and can_connect(sock_path), "bindsd keeps serving after a bad reload")
+        del first
         check(not any("WATCHDOG=1" in m[2] for m in ns.messages), "no pings when WATCHDOG_PID is another process")
         proc.send_signal(signal.SIGINT)
         ns.wait_for(lambda a: "STOPPING=1" in a, 10, "STOPPING=1")
