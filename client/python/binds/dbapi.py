@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import select
 import socket
 from collections.abc import Mapping
 from typing import Any, Dict, List, Optional, Sequence
@@ -373,11 +374,20 @@ class Connection:
             return False
         if self._active is not None or self._t._pos < len(self._t._buf):
             return True  # mid-result: data is expected
+        sock = self._t.sock
         try:
-            data = self._t.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            readable, _, _ = select.select([sock], [], [], 0)
+            if not readable:
+                return True  # idle, as it should be
+            old = sock.gettimeout()
+            sock.settimeout(0)  # (a socket with a timeout would wait in recv despite MSG_DONTWAIT)
+            try:
+                data = sock.recv(1, socket.MSG_PEEK)
+            finally:
+                sock.settimeout(old)
         except (BlockingIOError, InterruptedError):
             return True
-        except OSError:
+        except (OSError, ValueError):
             return False
         if not data:
             return False

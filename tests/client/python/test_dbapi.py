@@ -362,3 +362,24 @@ def test_isolation_and_read_only(daemon, backend):
         assert cur.fetchone() == (1,)
     assert c.in_transaction
     c.close()
+
+
+def test_bindsd_restart_mid_transaction(daemon, backend):
+    conn = binds.connect("127.0.0.1", daemon.port, BIND_OF[backend], timeout=60)
+    cur = fresh(conn, "py_restart", backend)
+    cur.execute(f"INSERT INTO py_restart (i) VALUES ({ph(conn, 1)})", (1,))
+    assert conn.in_transaction
+    daemon.restart()
+    assert not conn.is_alive()
+    with pytest.raises(binds.OperationalError) as ei:
+        cur.execute("SELECT 1")
+    assert ei.value.disconnect and "bindsd" in str(ei.value)
+    conn.rollback()  # nothing to roll back any more: the server did it; no error
+    with pytest.raises(binds.InterfaceError):
+        conn.cursor()
+    conn.close()
+    c2 = binds.connect("127.0.0.1", daemon.port, BIND_OF[backend], timeout=60)
+    k = c2.cursor()
+    k.execute("SELECT count(*) FROM py_restart")
+    assert k.fetchone() == (0,)
+    c2.close()

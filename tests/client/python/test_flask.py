@@ -57,8 +57,6 @@ def create_app(daemon, restart_hook=None):
         user = User(email=body["email"], profile={"langs": body.get("langs", [])})
         db.session.add(user)
         db.session.flush()  # MariaDB AUTO_INCREMENT id via lastrowid
-        if body.get("restart") and restart_hook is not None:
-            restart_hook()
         post = Post(title=f"hello from {user.email}", amount=Decimal(body.get("amount", "0")),
                     created=dt.datetime(2024, 2, 29, 12, 0, 0), user_id=user.id)
         db.session.add(post)
@@ -67,6 +65,10 @@ def create_app(daemon, restart_hook=None):
             counter = Meta(key="signups", value="0")
             db.session.add(counter)
         counter.value = str(int(counter.value) + 1)
+        db.session.flush()
+        if body.get("restart") and restart_hook is not None:
+            # all three binds hold uncommitted work in open transactions now
+            restart_hook()
         db.session.commit()
         return jsonify(user_id=user.id, post_id=post.id, signups=int(counter.value))
 
@@ -154,8 +156,8 @@ def test_restart_while_app_runs(app, daemon):
     r = c.post("/signup", json={"email": "second@example.com"})
     assert r.status_code == 200, r.get_data(as_text=True)
     assert r.get_json()["signups"] == 2
-    # bindsd restarts in the middle of a request (after the MariaDB insert, inside transactions):
-    # that request fails cleanly and commits nothing; the next one succeeds
+    # bindsd restarts in the middle of a request (all three binds written, nothing committed yet):
+    # that request fails cleanly and nothing of it is kept anywhere; the next one succeeds
     r = c.post("/signup", json={"email": "third@example.com", "restart": True})
     assert r.status_code == 503, r.get_data(as_text=True)
     assert r.get_json()["error"] == "database unavailable"
