@@ -170,6 +170,8 @@ class Connection:
                     self._pending_cancels.discard(frid)
                     if ftype == P.ERROR and body.get("code") == "UNKNOWN_FRAME_TYPE":
                         self._cancel_supported = False
+                    elif ftype == P.COMPLETE:
+                        self._cancel_supported = True
                 continue
             if frid == 0 and ftype == P.ERROR:
                 err = self._error(body)

@@ -294,7 +294,8 @@ def test_implicit_transaction_commit_rollback_close(daemon, backend):
     p = ph(a, 1)
     assert not a.in_transaction
     cur.execute(f"INSERT INTO py_tx (i) VALUES ({p})", (1,))
-    assert a.in_transaction and a.transactions in ("frames", "sql")
+    assert a.in_transaction
+    assert a.transactions == "frames"  # BEGIN/COMMIT/ROLLBACK requests (§6.5), not SQL text
     a.rollback()
     assert not a.in_transaction
     cur.execute(f"INSERT INTO py_tx (i) VALUES ({p})", (2,))
@@ -361,6 +362,14 @@ def test_isolation_and_read_only(daemon, backend):
         cur.execute("SELECT 1")
         assert cur.fetchone() == (1,)
     assert c.in_transaction
+    if backend != "sqlite":  # SQLite ignores read_only (§6.5)
+        w = binds.connect("127.0.0.1", daemon.port, BIND_OF[backend], autocommit=True)
+        fresh(w, "py_ro", backend)
+        w.close()
+        with pytest.raises(binds.DatabaseError):
+            cur.execute("INSERT INTO py_ro (i) VALUES (1)")
+    c.rollback()
+    assert not c.in_transaction
     c.close()
 
 
