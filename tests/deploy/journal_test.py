@@ -31,8 +31,9 @@ def stream_id(fd):
 
 
 def run_daemon(tmp, journal_stream):
-    """Starts bindsd at debug level with stdout on a pipe, has a client connect (a debug line), sends
-    SIGHUP (a warning) then SIGTERM; returns its lines.
+    """Starts bindsd at debug level with stdout on a pipe, has a client connect (a debug line) and
+    name an unknown bind (a warning), sends SIGHUP with a broken config (an error) then SIGTERM;
+    returns its lines.
     journal_stream: None (unset), "pipe" (names the stdout pipe, as systemd does) or a literal value."""
     config, sock_path = make_config(tmp)
     r, w = os.pipe()
@@ -54,10 +55,14 @@ def run_daemon(tmp, journal_stream):
                 break
         check(can_connect(sock_path), "bindsd came up")
         subprocess.run([CLI, "--socket", sock_path, "ping"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([CLI, "--socket", sock_path, "query", "--bind", "nope", "SELECT 1"],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(config, "a") as f:
+            f.write("bogus_key: 1\n")
         proc.send_signal(signal.SIGHUP)
         for line in out:
             lines.append(line.rstrip("\n"))
-            if "SIGHUP" in line:
+            if "reload failed" in line:
                 break
         proc.send_signal(signal.SIGTERM)
         lines += [x.rstrip("\n") for x in out]
@@ -78,7 +83,8 @@ with TempDir() as tmp:
     check(all(PREFIXED.match(x) for x in lines), "every line starts with <N>")
     check(not any(TIMESTAMP.search(x) for x in lines), "no timestamps")
     check(any(x.startswith("<6>bindsd ready") for x in lines), "info is <6>")
-    check(any(x.startswith("<4>received SIGHUP") for x in lines), "warning is <4>")
+    check(any(x.startswith("<4>") and "UNKNOWN_BIND" in x for x in lines), "warning is <4>")
+    check(any(x.startswith("<3>reload failed") for x in lines), "error is <3>")
     check(any(re.match(r"<7>client #\d+: handshake done", x) for x in lines), "debug is <7>")
     check(not any(x[3:].startswith(("info ", "warning ", "debug ")) for x in lines), "no level names after the prefix")
 
