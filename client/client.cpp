@@ -254,10 +254,9 @@ void Client::ping() {
   if (r.error) throw ServerError(std::move(*r.error));
 }
 
-std::vector<protocol::BindInfo> Client::list_binds() {
-  auto id = impl_->next_id++;
-  impl_->write(protocol::encode_empty(FrameType::list_binds, id));
-  // BINDS carries its own body; read it directly rather than through handle().
+// The one reply frame of a request whose body handle() does not keep (BINDS, TABLE); frames of
+// other pipelined requests met on the way are handled as usual. An ERROR reply is thrown.
+Frame Client::reply_frame(std::uint32_t id) {
   for (;;) {
     Frame f;
     if (!read_frame(f)) throw ClientError("bindsd closed the connection");
@@ -265,40 +264,36 @@ std::vector<protocol::BindInfo> Client::list_binds() {
       handle(f);
       continue;
     }
-    std::string why;
     if (f.type() == FrameType::error) {
       protocol::ErrorInfo info;
+      std::string why;
       protocol::decode_error(f.body, info, why);
       throw ServerError(std::move(info));
     }
-    std::vector<protocol::BindInfo> out;
-    if (f.type() != FrameType::binds || !protocol::decode_binds(f.body, out, why))
-      throw ClientError("bad LIST_BINDS reply: " + why);
-    return out;
+    return f;
   }
+}
+
+std::vector<protocol::BindInfo> Client::list_binds() {
+  auto id = impl_->next_id++;
+  impl_->write(protocol::encode_empty(FrameType::list_binds, id));
+  Frame f = reply_frame(id);
+  std::vector<protocol::BindInfo> out;
+  std::string why;
+  if (f.type() != FrameType::binds || !protocol::decode_binds(f.body, out, why))
+    throw ClientError("bad LIST_BINDS reply: " + why);
+  return out;
 }
 
 protocol::Table Client::admin(const std::string& command, std::optional<std::string> bind) {
   auto id = impl_->next_id++;
   impl_->write(protocol::encode_admin(id, protocol::AdminRequest{command, std::move(bind)}));
-  for (;;) {
-    Frame f;
-    if (!read_frame(f)) throw ClientError("bindsd closed the connection");
-    if (f.header.request_id != id) {
-      handle(f);
-      continue;
-    }
-    std::string why;
-    if (f.type() == FrameType::error) {
-      protocol::ErrorInfo info;
-      protocol::decode_error(f.body, info, why);
-      throw ServerError(std::move(info));
-    }
-    protocol::Table t;
-    if (f.type() != FrameType::table || !protocol::decode_table(f.body, t, why))
-      throw ClientError("bad ADMIN reply: " + why);
-    return t;
-  }
+  Frame f = reply_frame(id);
+  protocol::Table t;
+  std::string why;
+  if (f.type() != FrameType::table || !protocol::decode_table(f.body, t, why))
+    throw ClientError("bad ADMIN reply: " + why);
+  return t;
 }
 
 Value parse_param(const std::string& s) {

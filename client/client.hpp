@@ -96,6 +96,7 @@ class Client {
   struct Impl;
   explicit Client(std::unique_ptr<Impl> impl);
   void handle(const protocol::Frame& f);
+  protocol::Frame reply_frame(std::uint32_t id);
   std::unique_ptr<Impl> impl_;
   protocol::HelloOk hello_;
 };
