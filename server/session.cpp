@@ -710,6 +710,7 @@ std::string handle_frame(const SessionPtr<Socket>& s, FrameDecoder& dec, const F
     spdlog::debug("client #{}: handshake done ({})", s->id, hello.client);
     return {};
   }
+  spdlog::trace("client #{} request {} frame type 0x{:02x} ({} bytes)", s->id, id, f.header.type, f.body.size());
   switch (f.type()) {
     case FrameType::query: {
       Request r;
