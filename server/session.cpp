@@ -9,7 +9,6 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
-#include <thread>
 #include <deque>
 #include <map>
 
@@ -116,7 +115,7 @@ class QuerySink final : public RowSink {
 // (least of all the lease) can go away while it runs, even if the session ends meanwhile.
 struct Job {
   Job(Outbox& out, std::uint32_t id, const Limits& limits, asio::any_io_executor strand)
-      : sink(out, id, limits), done_signal(strand), deadline(strand) {}
+      : sink(out, id, limits), done_signal(strand), deadline(strand), retry(strand) {}
 
   std::shared_ptr<void> keep;  // the session, whose outbox the sink writes to
   std::uint64_t client = 0;
@@ -142,6 +141,7 @@ struct Job {
 
   asio::steady_timer done_signal;  // cancelled when the worker is done (or the job abandoned)
   asio::steady_timer deadline;     // statement timeout, then the abandon grace
+  asio::steady_timer retry;        // paces repeated cancels (send_cancel)
 };
 
 template <class Socket>
@@ -225,6 +225,34 @@ struct Session {
 template <class Socket>
 using SessionPtr = std::shared_ptr<Session<Socket>>;
 
+// Sends a cancel for a running job from a cancel thread, and repeats it every 100 ms (from a timer,
+// holding no thread meanwhile) until the job is finished: the driver forwards a cancel only while a
+// statement is inside execute(), so one sent in the instant before execute() starts is dropped.
+// Repeating is safe because a cancel never outlives the statement it was sent for.
+void send_cancel(asio::thread_pool& cancel_pool, std::shared_ptr<Job> job, int attempt) {
+  asio::post(cancel_pool, [&cancel_pool, job = std::move(job), attempt]() mutable {
+    std::shared_ptr<Canceller> canceller;
+    {
+      std::lock_guard lock(job->mu);
+      if (job->phase == Job::Phase::finished || job->abandoned || attempt >= 100) {
+        // The last reference must drop on the strand, not on a cancel thread.
+        auto strand = job->retry.get_executor();
+        asio::post(strand, [job = std::move(job)] {});
+        return;
+      }
+      if (job->phase == Job::Phase::running) canceller = job->canceller;
+    }
+    if (canceller) canceller->cancel();
+    auto strand = job->retry.get_executor();
+    asio::post(strand, [&cancel_pool, job = std::move(job), attempt]() mutable {
+      job->retry.expires_after(std::chrono::milliseconds(100));
+      job->retry.async_wait([&cancel_pool, job, attempt](boost::system::error_code ec) {
+        if (!ec) send_cancel(cancel_pool, job, attempt + 1);
+      });
+    });
+  });
+}
+
 // Asks a job to stop: a pending job will not start, a running one is cancelled on the backend.
 // Strand only. Returns false if the job had already finished or was already stopping.
 template <class Socket>
@@ -234,23 +262,7 @@ bool stop_job(const SessionPtr<Socket>& s, const std::shared_ptr<Job>& job, Erro
     if (job->phase == Job::Phase::finished || job->stop) return false;
     job->stop = why;
   }
-  asio::post(s->server.cancel_pool(), [job, strand = s->socket.get_executor()]() mutable {
-    // The driver only passes a cancel to the backend while a statement is inside execute(), so a
-    // cancel sent in the instant before execute() starts is dropped: keep sending until the job is
-    // finished. Safe, because a cancel never outlives the statement it was sent for.
-    for (int attempt = 0; attempt < 100; ++attempt) {
-      std::shared_ptr<Canceller> canceller;
-      {
-        std::lock_guard lock(job->mu);
-        if (job->phase == Job::Phase::finished || job->abandoned) break;
-        if (job->phase == Job::Phase::running) canceller = job->canceller;
-      }
-      if (canceller) canceller->cancel();
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    // The last reference must drop on the strand, not on a cancel thread.
-    asio::post(strand, [job = std::move(job)] {});
-  });
+  send_cancel(s->server.cancel_pool(), job, 0);
   // A hung backend may never let the driver return: stop waiting for it after a grace period.
   job->deadline.expires_after(kAbandonGrace);
   job->deadline.async_wait([job](boost::system::error_code ec) {
