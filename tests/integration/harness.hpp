@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "client/client.hpp"
+#include "client/format.hpp"
 
 namespace binds::test {
 
@@ -187,6 +188,12 @@ class Daemon {
   std::string socket_;
   pid_t pid_ = -1;
 };
+
+// The first value of a one-row result, as text.
+inline std::string scalar(client::Client& c, const std::string& sql, std::optional<std::string> bind = std::nullopt,
+                          const std::vector<protocol::Value>& params = {}) {
+  return client::value_text(c.query(sql, params, std::move(bind)).rows.at(0).at(0));
+}
 
 inline protocol::ErrorCode error_code_of(const std::function<void()>& f) {
   try {

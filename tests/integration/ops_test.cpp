@@ -20,10 +20,6 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using namespace std::chrono_literals;
 
-std::string scalar(Client& c, const std::string& sql, std::optional<std::string> bind = std::nullopt) {
-  return client::value_text(c.query(sql, {}, std::move(bind)).rows.at(0).at(0));
-}
-
 // Column `name` of the admin table row whose first cell is `key`.
 std::string cell(const protocol::Table& t, const std::string& key, const std::string& name) {
   auto col = std::find(t.columns.begin(), t.columns.end(), name) - t.columns.begin();

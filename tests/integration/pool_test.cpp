@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <thread>
 
 #include "client/format.hpp"
@@ -42,21 +43,22 @@ std::string with_option(const std::string& url, const std::string& opt) {
   return url + (url.find('?') == std::string::npos ? "?" : "&") + opt;
 }
 
-// 200 clients × 50 queries through a bind with max 5: every query succeeds and the backend never
-// sees more than 5 connections from it. Sampled from a separate bind while the load runs.
-TEST(Pool, TwoHundredClientsShareFiveConnectionsOnPostgres) {
-  BINDS_REQUIRE_URL("BINDS_TEST_PG_URL", pg);
-  Daemon d("default: conc\nbinds:\n"
-           "  conc:\n    url: " + with_option(pg, "application_name=binds_conc") +
-           "\n    pool: { max: 5, acquire_timeout: 30s }\n"
-           "  admin:\n    url: " + pg + "\n    pool: { max: 1 }\n");
+struct LoadResult {
+  int ok = 0, failed = 0;
+  std::int64_t peak = 0;  // most backend connections seen at once
+};
+
+// 200 clients × 50 queries of `sql` (one int parameter n, expecting 2n back) through bind `conc`,
+// while a sampler counts the backend's own view of the bind's connections every 5 ms.
+LoadResult run_sampled_load(const Daemon& d, const std::string& sql,
+                            const std::function<std::int64_t(Client&)>& backends) {
   std::atomic<int> ok{0}, failed{0};
   std::atomic<bool> done{false};
   std::atomic<std::int64_t> peak{0};
   std::thread sampler([&] {
     auto admin = d.connect();
     while (!done) {
-      auto n = pg_backends(admin, "binds_conc");
+      auto n = backends(admin);
       if (n > peak) peak = n;
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
     }
@@ -67,8 +69,9 @@ TEST(Pool, TwoHundredClientsShareFiveConnectionsOnPostgres) {
       try {
         auto c = d.connect();
         for (int q = 0; q < 50; ++q) {
-          auto r = c.query("SELECT $1::bigint * 2, pg_backend_pid()", {std::int64_t{i * 100 + q}});
-          if (as_int(r.rows.at(0).at(0)) == 2 * (i * 100 + q)) ++ok;
+          std::int64_t n = i * 100 + q;
+          auto r = c.query(sql, {n});
+          if (client::value_text(r.rows.at(0).at(0)) == std::to_string(2 * n)) ++ok;
           else ++failed;
         }
       } catch (const std::exception& e) {
@@ -80,10 +83,23 @@ TEST(Pool, TwoHundredClientsShareFiveConnectionsOnPostgres) {
   for (auto& t : clients) t.join();
   done = true;
   sampler.join();
-  EXPECT_EQ(ok, 200 * 50);
-  EXPECT_EQ(failed, 0);
-  EXPECT_GE(peak, 1);
-  EXPECT_LE(peak, 5) << "backend saw more connections than pool max";
+  return {ok.load(), failed.load(), peak.load()};
+}
+
+// 200 clients × 50 queries through a bind with max 5: every query succeeds and the backend never
+// sees more than 5 connections from it. Sampled from a separate bind while the load runs.
+TEST(Pool, TwoHundredClientsShareFiveConnectionsOnPostgres) {
+  BINDS_REQUIRE_URL("BINDS_TEST_PG_URL", pg);
+  Daemon d("default: conc\nbinds:\n"
+           "  conc:\n    url: " + with_option(pg, "application_name=binds_conc") +
+           "\n    pool: { max: 5, acquire_timeout: 30s }\n"
+           "  admin:\n    url: " + pg + "\n    pool: { max: 1 }\n");
+  auto r = run_sampled_load(d, "SELECT $1::bigint * 2, pg_backend_pid()",
+                            [](Client& admin) { return pg_backends(admin, "binds_conc"); });
+  EXPECT_EQ(r.ok, 200 * 50);
+  EXPECT_EQ(r.failed, 0);
+  EXPECT_GE(r.peak, 1);
+  EXPECT_LE(r.peak, 5) << "backend saw more connections than pool max";
   auto admin = d.connect();
   EXPECT_LE(pg_backends(admin, "binds_conc"), 5);
 }
@@ -100,37 +116,10 @@ TEST(Pool, TwoHundredClientsShareFiveConnectionsOnMariaDB) {
   Daemon d("default: conc\nbinds:\n"
            "  conc:\n    url: " + conc_url + "\n    pool: { max: 5, acquire_timeout: 30s }\n"
            "  myadmin:\n    url: " + my + "\n    pool: { max: 1 }\n");
-  std::atomic<int> ok{0};
-  std::atomic<bool> done{false};
-  std::atomic<std::int64_t> peak{0};
-  std::thread sampler([&] {
-    auto admin = d.connect();
-    while (!done) {
-      auto n = mysql_backends(admin, "binds_conc");
-      if (n > peak) peak = n;
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-  });
-  std::vector<std::thread> clients;
-  for (int i = 0; i < 200; ++i) {
-    clients.emplace_back([&, i] {
-      try {
-        auto c = d.connect();
-        for (int q = 0; q < 50; ++q) {
-          auto r = c.query("SELECT ? * 2", {std::int64_t{i * 100 + q}});
-          if (client::value_text(r.rows.at(0).at(0)) == std::to_string(2 * (i * 100 + q))) ++ok;
-        }
-      } catch (const std::exception& e) {
-        ADD_FAILURE() << "client " << i << ": " << e.what();
-      }
-    });
-  }
-  for (auto& t : clients) t.join();
-  done = true;
-  sampler.join();
-  EXPECT_EQ(ok, 200 * 50);
-  EXPECT_GE(peak, 1);
-  EXPECT_LE(peak, 5) << "backend saw more connections than pool max";
+  auto r = run_sampled_load(d, "SELECT ? * 2", [](Client& admin) { return mysql_backends(admin, "binds_conc"); });
+  EXPECT_EQ(r.ok, 200 * 50);
+  EXPECT_GE(r.peak, 1);
+  EXPECT_LE(r.peak, 5) << "backend saw more connections than pool max";
 }
 
 TEST(Pool, MinIsKeptWarmAndIdleConnectionsAreClosed) {

@@ -24,10 +24,6 @@ using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 std::string text(const Value& v) { return client::value_text(v); }
-std::string scalar(Client& c, const std::string& sql, std::optional<std::string> bind = std::nullopt,
-                   const std::vector<Value>& params = {}) {
-  return text(c.query(sql, params, std::move(bind)).rows.at(0).at(0));
-}
 
 struct Backend {
   const char* name;
