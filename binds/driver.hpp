@@ -146,6 +146,25 @@ class CancelGate {
   int in_flight_ = 0;
 };
 
+// One statement inside the gate. An exception from run() becomes an internal error (the connection
+// broken or not, as the driver knows); an error is marked interrupted only when the backend
+// reported an interruption (is_interrupt) and one of our cancels reached it during the statement,
+// so a client's own statement_timeout is not mistaken for our cancel.
+template <class Run, class IsInterrupt>
+std::optional<BackendError> run_gated(CancelGate& gate, bool broken_on_exception, Run&& run,
+                                      IsInterrupt&& is_interrupt) {
+  std::optional<BackendError> err;
+  gate.begin();
+  try {
+    err = run();
+  } catch (const std::exception& e) {
+    err = BackendError{protocol::ErrorCode::internal, e.what(), "", std::nullopt, broken_on_exception};
+  }
+  const bool cancel_delivered = gate.end();
+  if (err && cancel_delivered && is_interrupt(*err)) err->interrupted = true;
+  return err;
+}
+
 std::unique_ptr<Connection> connect_postgresql(const DatabaseUrl&, BackendError&);
 std::unique_ptr<Connection> connect_mysql(const DatabaseUrl&, BackendError&);
 std::unique_ptr<Connection> connect_sqlite(const DatabaseUrl&, const std::string& bind_key,

@@ -179,19 +179,10 @@ class PgConnection final : public Connection {
 
   std::optional<BackendError> execute(std::string_view sql, const std::vector<Value>& params,
                                       RowSink& sink, ExecResult& out) override {
-    std::optional<BackendError> err;
-    canceller_->gate.begin();
-    try {
-      err = execute_impl(sql, params, sink, out);
-    } catch (const std::exception& e) {
-      // Whatever was in flight is abandoned half way: the connection state is unknown.
-      err = BackendError{protocol::ErrorCode::internal, e.what(), "", std::nullopt, true};
-    }
-    const bool cancel_delivered = canceller_->gate.end();
-    // 57014 alone would also match a statement_timeout the client set itself; that one is the
-    // client's own error, not our cancel.
-    if (err && cancel_delivered && err->sqlstate == kQueryCanceled) err->interrupted = true;
-    return err;
+    // An exception leaves whatever was in flight half way: the connection state is unknown.
+    return detail::run_gated(
+        canceller_->gate, /*broken_on_exception=*/true, [&] { return execute_impl(sql, params, sink, out); },
+        [](const BackendError& e) { return e.sqlstate == kQueryCanceled; });
   }
 
   TxStatus tx_status() override {

@@ -174,18 +174,9 @@ class SqliteConnection final : public Connection {
 
   std::optional<BackendError> execute(std::string_view sql, const std::vector<Value>& params,
                                       RowSink& sink, ExecResult& out) override {
-    std::optional<BackendError> err;
-    canceller_->gate.begin();
-    try {
-      err = execute_impl(sql, params, sink, out);
-    } catch (const std::exception& e) {
-      err = BackendError{protocol::ErrorCode::internal, e.what(), "", std::nullopt, false};
-    }
-    const bool cancel_delivered = canceller_->gate.end();
-    if (err && cancel_delivered && err->number && is_interrupt(static_cast<int>(*err->number))) {
-      err->interrupted = true;
-    }
-    return err;
+    return detail::run_gated(
+        canceller_->gate, /*broken_on_exception=*/false, [&] { return execute_impl(sql, params, sink, out); },
+        [](const BackendError& e) { return e.number && is_interrupt(static_cast<int>(*e.number)); });
   }
 
   TxStatus tx_status() override {

@@ -49,7 +49,7 @@ struct Request {
 };
 
 struct Lane {
-  explicit Lane(asio::any_io_executor ex) : idle_tx_timer(ex) {}
+  Lane(asio::any_io_executor ex, std::shared_ptr<BindStats> st) : idle_tx_timer(ex), stats(std::move(st)) {}
   std::deque<Request> queue;
   bool running = false;
   Lease pinned;             // set while the backend connection is inside a transaction
@@ -57,6 +57,7 @@ struct Lane {
   std::string abort_reason;
   asio::steady_timer idle_tx_timer;
   std::uint64_t idle_epoch = 0;  // a timer firing for an older epoch is stale
+  std::shared_ptr<BindStats> stats;  // looked up once per lane, not per request
 };
 
 // Streams a result from a worker thread into the client's outbox in bounded ROWS frames.
@@ -178,7 +179,7 @@ struct Session {
 
   Lane& lane(const std::string& key) {
     auto it = lanes.find(key);
-    if (it == lanes.end()) it = lanes.emplace(key, Lane(socket.get_executor())).first;
+    if (it == lanes.end()) it = lanes.emplace(key, Lane(socket.get_executor(), server.stats().get(key))).first;
     return it->second;
   }
 
@@ -358,7 +359,7 @@ asio::awaitable<void> execute(const SessionPtr<Socket>& s, Lane& lane, Request r
   if (kind != Kind::query) job->sink.set_silent();
 
   s->jobs[id] = job;
-  auto stats = s->server.stats().get(bind);
+  const auto& stats = lane.stats;
   const auto started = std::chrono::steady_clock::now();
   bool was_pinned = static_cast<bool>(lane.pinned);
   if (was_pinned) {
