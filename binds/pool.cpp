@@ -73,6 +73,8 @@ void Lease::set_pinned(bool pinned) {
 }
 
 std::optional<BackendError> Lease::validate() {
+  // Replacing a connection that holds a transaction would continue the transaction in autocommit.
+  if (pinned_) return std::nullopt;
   auto now = Clock::now();
   if (now - pc_->last_used < kValidateAfterIdle || pc_->conn->alive()) {
     pc_->last_used = now;

@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cctype>
+#include <initializer_list>
 #include <string>
 
 namespace binds {
@@ -14,19 +15,25 @@ std::string upper(std::string_view s) {
   return out;
 }
 
-// The first keyword, skipping whitespace, comments and opening parentheses.
-std::string first_word(const std::string& s) {
-  std::size_t i = 0;
+// The first keyword from position i, skipping whitespace, comments and opening parentheses;
+// i is left just after it.
+std::string next_word(const std::string& s, std::size_t& i) {
   for (;;) {
     while (i < s.size() && (std::isspace(static_cast<unsigned char>(s[i])) || s[i] == '(')) ++i;
     if (s.compare(i, 2, "--") == 0) {
       i = s.find('\n', i);
-      if (i == std::string::npos) return {};
+      if (i == std::string::npos) {
+        i = s.size();
+        return {};
+      }
       continue;
     }
     if (s.compare(i, 2, "/*") == 0) {
       i = s.find("*/", i);
-      if (i == std::string::npos) return {};
+      if (i == std::string::npos) {
+        i = s.size();
+        return {};
+      }
       i += 2;
       continue;
     }
@@ -34,7 +41,14 @@ std::string first_word(const std::string& s) {
   }
   std::size_t j = i;
   while (j < s.size() && (std::isalnum(static_cast<unsigned char>(s[j])) || s[j] == '_')) ++j;
-  return s.substr(i, j - i);
+  std::string w = s.substr(i, j - i);
+  i = j;
+  return w;
+}
+
+std::string first_word(const std::string& s) {
+  std::size_t i = 0;
+  return next_word(s, i);
 }
 
 }  // namespace
@@ -64,5 +78,27 @@ bool may_change_session_state(Backend backend, std::string_view sql) {
   }
   return false;
 }
+
+namespace {
+// sql is one of the words in `leading`, optionally followed by WORK or TRANSACTION and a ';'.
+bool is_bare_tx_end(std::string_view sql, std::initializer_list<std::string_view> leading) {
+  const std::string s = upper(sql);
+  std::size_t i = 0;
+  const std::string first = next_word(s, i);
+  bool match = false;
+  for (auto l : leading) match |= first == l;
+  if (!match) return false;
+  std::string w = next_word(s, i);
+  if (w == "WORK" || w == "TRANSACTION") w = next_word(s, i);
+  if (!w.empty()) return false;  // TO SAVEPOINT, PREPARED, AND CHAIN, …
+  // Only a statement terminator may follow.
+  while (i < s.size() && (std::isspace(static_cast<unsigned char>(s[i])) || s[i] == ';')) ++i;
+  return i == s.size();
+}
+}  // namespace
+
+bool is_transaction_rollback(std::string_view sql) { return is_bare_tx_end(sql, {"ROLLBACK", "ABORT"}); }
+
+bool is_transaction_commit(std::string_view sql) { return is_bare_tx_end(sql, {"COMMIT", "END"}); }
 
 }  // namespace binds

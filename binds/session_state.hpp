@@ -17,4 +17,13 @@ namespace binds {
 
 bool may_change_session_state(Backend backend, std::string_view sql);
 
+// Whether sql is a plain ROLLBACK (or PostgreSQL's ABORT) that ends the whole transaction, as
+// opposed to ROLLBACK TO SAVEPOINT, ROLLBACK PREPARED or ROLLBACK AND CHAIN. A client whose
+// transaction the server has already written off may end it with this statement as with the
+// ROLLBACK frame.
+bool is_transaction_rollback(std::string_view sql);
+
+// Whether sql is a plain COMMIT (or END) of the whole transaction.
+bool is_transaction_commit(std::string_view sql);
+
 }  // namespace binds

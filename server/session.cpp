@@ -54,6 +54,7 @@ struct Lane {
   bool running = false;
   Lease pinned;             // set while the backend connection is inside a transaction
   bool tx_aborted = false;  // the server ended the client's transaction; see PROTOCOL.md §6.5
+  bool failed_tx = false;   // the pinned transaction has failed (PostgreSQL): it cannot commit
   std::string abort_reason;
   asio::steady_timer idle_tx_timer;
   std::uint64_t idle_epoch = 0;  // a timer firing for an older epoch is stale
@@ -324,16 +325,27 @@ asio::awaitable<void> execute(const SessionPtr<Socket>& s, Lane& lane, Request r
 
   // What the server knows without a backend round trip.
   if (lane.tx_aborted && kind != Kind::abort_idle_tx) {
-    if (kind == Kind::rollback) {
+    // Only a ROLLBACK ends a transaction the client has lost: a COMMIT is refused too and the
+    // state stays, so nothing the client meant to run inside it can run in autocommit.
+    if (kind == Kind::rollback || (kind == Kind::query && is_transaction_rollback(job->req.query.sql))) {
       lane.tx_aborted = false;
       s->send_complete(id, 0, false);
     } else {
-      if (kind == Kind::commit) lane.tx_aborted = false;
       s->send_error(id, ErrorCode::tx_aborted,
-                    "the transaction on bind " + bind + " was rolled back by the server (" +
-                        lane.abort_reason + "); send ROLLBACK to continue",
+                    "the transaction on bind " + bind + " was rolled back (" + lane.abort_reason +
+                        "); nothing was committed; send ROLLBACK to end it",
                     bind);
     }
+    co_return;
+  }
+  if (lane.pinned && lane.failed_tx &&
+      (kind == Kind::commit || (kind == Kind::query && is_transaction_commit(job->req.query.sql)))) {
+    // PostgreSQL would answer this COMMIT with a ROLLBACK that looks like success: an
+    // acknowledged COMMIT must mean committed, so refuse it and keep the transaction for ROLLBACK.
+    s->send_error(id, ErrorCode::tx_aborted,
+                  "the transaction on bind " + bind +
+                      " failed earlier and cannot commit; nothing was committed; send ROLLBACK to end it",
+                  bind);
     co_return;
   }
   if ((kind == Kind::commit || kind == Kind::rollback || kind == Kind::abort_idle_tx) && !lane.pinned) {
@@ -397,7 +409,10 @@ asio::awaitable<void> execute(const SessionPtr<Socket>& s, Lane& lane, Request r
       if (job->stop) job->phase = Job::Phase::finished;
     }
     if (job->phase != Job::Phase::finished) {
-      job->error = job->lease.prepare_for(job->client);
+      // A pinned connection holds the client's transaction: it is used as it is, never validated
+      // and replaced (a fresh connection would run the rest of the transaction in autocommit). If
+      // it died, the statement fails and the lane is marked aborted below.
+      if (!job->lease.pinned()) job->error = job->lease.prepare_for(job->client);
       if (!job->error) {
         auto backend = job->lease.pool().config().url.backend;
         // BEGIN/COMMIT/ROLLBACK leave nothing behind (MySQL's SET TRANSACTION covers only the
@@ -497,6 +512,7 @@ asio::awaitable<void> execute(const SessionPtr<Socket>& s, Lane& lane, Request r
   bool broken = job->error && job->error->connection_broken;
   if (broken) job->lease.mark_broken();
   bool in_tx = !broken && (job->tx == TxStatus::in_tx || job->tx == TxStatus::failed_tx);
+  lane.failed_tx = in_tx && job->tx == TxStatus::failed_tx;
   if (in_tx) {
     job->lease.set_pinned(true);
     lane.pinned = std::move(job->lease);
@@ -510,7 +526,16 @@ asio::awaitable<void> execute(const SessionPtr<Socket>& s, Lane& lane, Request r
   }
   if (was_pinned && broken) {
     lane.tx_aborted = true;
-    lane.abort_reason = "its backend connection was lost";
+    lane.abort_reason = "its backend connection was lost: " + job->error->message;
+    spdlog::warn("client #{} bind {}: transaction lost with its backend connection: {}", s->id, bind,
+                 job->error->message);
+  } else if (was_pinned && !in_tx && job->error && kind != Kind::commit && kind != Kind::rollback &&
+             kind != Kind::abort_idle_tx) {
+    // The backend ended the transaction because of an error (MySQL rolls the whole transaction
+    // back on a deadlock or a lock wait timeout): what the client sends next must not run in
+    // autocommit as if it were still inside it.
+    lane.tx_aborted = true;
+    lane.abort_reason = "the backend rolled it back after an error: " + job->error->message;
   }
   if (kind == Kind::abort_idle_tx) {
     lane.tx_aborted = true;
@@ -538,7 +563,12 @@ asio::awaitable<void> execute(const SessionPtr<Socket>& s, Lane& lane, Request r
       info.message = e.message;
       info.sqlstate = e.sqlstate;
       info.number = e.number;
-      if (e.code == ErrorCode::backend_unavailable) info.may_have_executed = sent;
+      if (was_pinned && broken) {
+        info.code = ErrorCode::backend_unavailable;
+        info.message = "the backend connection holding the transaction on bind " + bind +
+                       " was lost (" + e.message + "); the transaction is rolled back; send ROLLBACK";
+      }
+      if (info.code == ErrorCode::backend_unavailable) info.may_have_executed = sent;
     }
     s->send_error(id, std::move(info));
   } else if (!job->sink.client_gone()) {

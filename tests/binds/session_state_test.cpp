@@ -37,3 +37,21 @@ TEST(SessionState, StateChangingStatementsAreCaught) {
   EXPECT_TRUE(may_change_session_state(Backend::sqlite, "PRAGMA foreign_keys = OFF"));
   EXPECT_TRUE(may_change_session_state(Backend::sqlite, "CREATE TEMP VIEW v AS SELECT 1"));
 }
+
+TEST(SessionState, PlainRollbackIsRecognised) {
+  using binds::is_transaction_rollback;
+  for (const char* sql : {"ROLLBACK", "rollback;", "  ROLLBACK WORK ; ", "/* x */ Rollback Transaction",
+                          "ABORT", "-- c\nabort work"})
+    EXPECT_TRUE(is_transaction_rollback(sql)) << sql;
+  for (const char* sql : {"ROLLBACK TO SAVEPOINT a", "ROLLBACK WORK TO a", "ROLLBACK PREPARED 'x'",
+                          "ROLLBACK AND CHAIN", "ROLLBACK; INSERT INTO t VALUES (1)", "COMMIT",
+                          "SELECT 1", "", "-- ROLLBACK", "/* unterminated", "ROLLBACKS"})
+    EXPECT_FALSE(is_transaction_rollback(sql)) << sql;
+}
+
+TEST(SessionState, PlainCommitIsRecognised) {
+  using binds::is_transaction_commit;
+  for (const char* sql : {"COMMIT", "commit work;", "END", "End Transaction"}) EXPECT_TRUE(is_transaction_commit(sql)) << sql;
+  for (const char* sql : {"COMMIT AND CHAIN", "COMMIT PREPARED 'x'", "ROLLBACK", "COMMITTED", "END IF"})
+    EXPECT_FALSE(is_transaction_commit(sql)) << sql;
+}

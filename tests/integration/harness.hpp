@@ -104,7 +104,9 @@ class Daemon {
   }
 
   void start(const std::string& extra_args = "") {
-    std::string cmd = "exec " + std::string(BINDSD_PATH) + " --config " + config_.string() +
+    // $BINDS_TEST_BINDSD runs the suite against another build (e.g. to show a test fails before a fix).
+    std::string bin = env("BINDS_TEST_BINDSD").empty() ? std::string(BINDSD_PATH) : env("BINDS_TEST_BINDSD");
+    std::string cmd = "exec " + bin + " --config " + config_.string() +
                       " --log-level debug " + extra_args + " >>" + log_.string() + " 2>&1";
     pid_ = fork();
     if (pid_ == 0) {

@@ -281,8 +281,11 @@ class Connection:
             else:
                 c = self._simple(P.QUERY, {"sql": sql, "bind": self.bind})
             self._tx_open = bool(c.get("in_transaction", False))
-        except Error as e:
-            if e.code == "TX_ABORTED" or not self._closed:
+        except Error:
+            # A failed COMMIT leaves the transaction for rollback() to end: bindsd refuses every
+            # request of a lost transaction until ROLLBACK (PROTOCOL.md §6.5). A lost connection
+            # has nothing left to end: bindsd rolled back when it went.
+            if ftype == P.ROLLBACK or self._closed:
                 self._tx_open = False
             raise
 

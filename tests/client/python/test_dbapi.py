@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from decimal import Decimal
 
@@ -392,3 +393,35 @@ def test_bindsd_restart_mid_transaction(daemon, backend):
     k.execute("SELECT count(*) FROM py_restart")
     assert k.fetchone() == (0,)
     c2.close()
+
+
+@pytest.mark.parametrize("sql_mode", [False, True])
+def test_commit_raises_when_the_backend_session_died(daemon, backend, sql_mode):
+    """The backend session holding the transaction dies while the client idles: nothing of it may be
+    committed, and commit() must raise (as psycopg2 does), not return as if it had committed."""
+    if backend == "sqlite":
+        pytest.skip("a SQLite session cannot be killed from outside")
+    opts = {"transactions": "sql"} if sql_mode else {}
+    conn = binds.connect("127.0.0.1", daemon.port, BIND_OF[backend], timeout=60, **opts)
+    cur = fresh(conn, "py_lost", backend)
+    conn.commit()
+    cur.execute(f"INSERT INTO py_lost (i) VALUES ({ph(conn, 1)})", (1,))
+    assert conn.in_transaction
+    cur.execute("SELECT pg_backend_pid()" if backend == "postgresql" else "SELECT CONNECTION_ID()")
+    pid = cur.fetchone()[0]
+    killer = binds.connect("127.0.0.1", daemon.port, BIND_OF[backend], autocommit=True)
+    killer.cursor().execute(f"SELECT pg_terminate_backend({int(pid)})" if backend == "postgresql"
+                            else f"KILL CONNECTION {int(pid)}")
+    killer.close()
+    time.sleep(2.5)  # past the pool's idle-validation threshold, where the old bug struck
+    with pytest.raises(binds.OperationalError):
+        cur.execute(f"INSERT INTO py_lost (i) VALUES ({ph(conn, 1)})", (2,))
+    with pytest.raises(binds.OperationalError):
+        conn.commit()
+    assert conn.in_transaction  # still needs a rollback
+    conn.rollback()
+    assert not conn.in_transaction
+    cur.execute("SELECT count(*) FROM py_lost")
+    assert cur.fetchone() == (0,)
+    conn.rollback()
+    conn.close()
