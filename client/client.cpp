@@ -1,5 +1,7 @@
 #include "client/client.hpp"
 
+#include <fcntl.h>
+
 #include <charconv>
 #include <deque>
 
@@ -63,6 +65,9 @@ Client Client::connect(const std::string& address, const std::string& client_nam
     if (ec) throw ClientError("cannot connect to bindsd at " + addr + ": " + ec.message());
     impl->tcp->set_option(asio::ip::tcp::no_delay(true), ec);
   }
+  // A child the application forks (a shell, a database server) must not inherit the connection:
+  // it would keep it open after the application closed it, and bindsd would never see the hang-up.
+  ::fcntl(impl->unix ? impl->unix->native_handle() : impl->tcp->native_handle(), F_SETFD, FD_CLOEXEC);
   Client c(std::move(impl));
   protocol::Hello hello;
   hello.client = client_name;

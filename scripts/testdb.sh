@@ -141,7 +141,7 @@ start_mysql() {
   # setsid: the server must not die with the shell (or CI step) that started it.
   setsid mariadbd --no-defaults --datadir="$DIR/mysql/data" --socket="$DIR/mysql/mysqld.sock" \
     --port="$MYSQL_PORT" --bind-address=127.0.0.1 --user=root --pid-file="$DIR/mysql/mysqld.pid" \
-    --log-error="$DIR/mysql/server.log" --skip-name-resolve --innodb-flush-log-at-trx-commit=0 \
+    --log-error="$DIR/mysql/server.log" --skip-name-resolve --innodb-flush-log-at-trx-commit=2 \
     --innodb-buffer-pool-size=64M --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
     </dev/null >/dev/null 2>&1 &
   local launcher=$!

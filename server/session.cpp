@@ -511,6 +511,10 @@ asio::awaitable<void> execute(const SessionPtr<Socket>& s, Lane& lane, Request r
 
   bool broken = job->error && job->error->connection_broken;
   if (broken) job->lease.mark_broken();
+  // A ROLLBACK whose connection died has done its job: a dead session holds no transaction.
+  const bool ends_tx = kind == Kind::rollback || kind == Kind::abort_idle_tx ||
+                       (kind == Kind::query && is_transaction_rollback(job->req.query.sql));
+  if (was_pinned && broken && ends_tx) job->error.reset();
   bool in_tx = !broken && (job->tx == TxStatus::in_tx || job->tx == TxStatus::failed_tx);
   lane.failed_tx = in_tx && job->tx == TxStatus::failed_tx;
   if (in_tx) {
@@ -524,7 +528,7 @@ asio::awaitable<void> execute(const SessionPtr<Socket>& s, Lane& lane, Request r
     for (const auto& [k, l] : s->lanes) pinned += l.pinned ? 1 : 0;
     s->info->pinned = pinned;
   }
-  if (was_pinned && broken) {
+  if (was_pinned && broken && !ends_tx) {
     lane.tx_aborted = true;
     lane.abort_reason = "its backend connection was lost: " + job->error->message;
     spdlog::warn("client #{} bind {}: transaction lost with its backend connection: {}", s->id, bind,

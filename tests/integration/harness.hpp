@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -73,7 +74,17 @@ inline void testdb(const std::string& cmd) {
   std::string dir = env("BINDS_TEST_DIR");
   ASSERT_FALSE(dir.empty()) << "BINDS_TEST_DIR not set";
   std::string line = std::string(BINDS_SOURCE_DIR) + "/scripts/testdb.sh " + cmd + " " + dir + " >/dev/null";
-  ASSERT_EQ(std::system(line.c_str()), 0) << line;
+  // Not std::system: a database server started here must not inherit this process's descriptors
+  // (a daemon connection it held open would never hang up).
+  pid_t pid = fork();
+  if (pid == 0) {
+    closefrom(3);
+    execl("/bin/sh", "sh", "-c", line.c_str(), nullptr);
+    _exit(127);
+  }
+  int status = -1;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << line;
 }
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -195,6 +206,14 @@ class Daemon {
 inline std::string scalar(client::Client& c, const std::string& sql, std::optional<std::string> bind = std::nullopt,
                           const std::vector<protocol::Value>& params = {}) {
   return client::value_text(c.query(sql, params, std::move(bind)).rows.at(0).at(0));
+}
+
+// One cell of an admin table: the row whose first column is key, the column called name.
+inline std::string cell(const protocol::Table& t, const std::string& key, const std::string& name) {
+  auto col = std::find(t.columns.begin(), t.columns.end(), name) - t.columns.begin();
+  for (const auto& r : t.rows)
+    if (client::value_text(r.at(0)) == key) return client::value_text(r.at(static_cast<std::size_t>(col)));
+  return "<no row " + key + ">";
 }
 
 inline protocol::ErrorCode error_code_of(const std::function<void()>& f) {

@@ -21,13 +21,6 @@ using ::testing::Not;
 using namespace std::chrono_literals;
 
 // Column `name` of the admin table row whose first cell is `key`.
-std::string cell(const protocol::Table& t, const std::string& key, const std::string& name) {
-  auto col = std::find(t.columns.begin(), t.columns.end(), name) - t.columns.begin();
-  for (const auto& r : t.rows)
-    if (client::value_text(r.at(0)) == key) return client::value_text(r.at(static_cast<std::size_t>(col)));
-  return "<no row " + key + ">";
-}
-
 TEST(Reload, BindsComeAndGoWhileAnUnchangedBindServesWithoutAFailure) {
   BINDS_REQUIRE_URL("BINDS_TEST_PG_URL", pg);
   auto tmp = make_temp_dir("reload");

@@ -11,8 +11,8 @@
 #include <set>
 #include <thread>
 
-#include "binds/driver.hpp"
 #include "client/format.hpp"
+#include "direct.hpp"
 #include "harness.hpp"
 
 namespace binds::test {
@@ -25,31 +25,6 @@ using protocol::ErrorCode;
 using protocol::Value;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
-
-// Rows read straight from a backend, bypassing bindsd.
-struct Collect : RowSink {
-  std::vector<protocol::Row> rows;
-  bool columns(std::vector<protocol::Column>) override { return true; }
-  bool row(protocol::Row& r) override {
-    rows.push_back(r);
-    return true;
-  }
-};
-
-std::vector<protocol::Row> direct(const std::string& url, const std::string& sql) {
-  BackendError err;
-  auto conn = connect(parse_url(url), "soak-check", err);
-  if (!conn) throw std::runtime_error("direct connect failed: " + err.message);
-  Collect sink;
-  ExecResult res;
-  if (auto e = conn->execute(sql, {}, sink, res)) throw std::runtime_error(sql + ": " + e->message);
-  return sink.rows;
-}
-
-std::int64_t as_int(const Value& v) {
-  if (auto* i = std::get_if<std::int64_t>(&v)) return *i;
-  return std::stoll(client::value_text(v));
-}
 
 struct Target {
   std::string bind, url, sleep_sql, p1;
