@@ -55,6 +55,11 @@ class Reader {
   }
   [[noreturn]] void fail(const Item& it, const std::string& msg) const { fail(it.line, it.path, msg); }
 
+  void warn(const Item& it, const std::string& msg) {
+    warnings_.push_back(file_ + ':' + std::to_string(it.line) + ": " + (it.path.empty() ? "" : it.path + ": ") + msg);
+  }
+  std::vector<std::string> take_warnings() { return std::move(warnings_); }
+
   const std::string& base_dir() const { return base_dir_; }
 
   static int line_of(const YAML::Node& node, int fallback) {
@@ -193,6 +198,7 @@ class Reader {
   }
 
  private:
+  std::vector<std::string> warnings_;
   static std::string encode_all(std::string_view s) {
     static constexpr char kHex[] = "0123456789ABCDEF";
     std::string out;
@@ -281,6 +287,19 @@ void read_url(Reader& r, const Item& item, BindConfig& b) {
   } catch (const UrlError& err) {
     r.fail(item, err.what());
   }
+  // sqlite:///rel.db is relative to the config folder; one that climbs out of it is legal but
+  // rarely meant (a file the daemon may write anywhere it can reach).
+  if (b.url.backend == Backend::sqlite && !b.url.sqlite_memory && !r.base_dir().empty()) {
+    // sqlite:///rel.db is relative, sqlite:////abs.db absolute.
+    const auto sep = url.find("://");
+    const std::string_view path = std::string_view(url).substr(sep == std::string::npos ? url.size() : sep + 3);
+    const bool relative = path.size() > 1 && path[0] == '/' && path[1] != '/';
+    const fs::path rel = fs::path(b.url.database).lexically_normal().lexically_relative(r.base_dir());
+    if (relative && (rel.empty() || *rel.begin() == "..")) {
+      r.warn(item, "the SQLite file " + b.url.database +
+                       " is outside the config folder (the relative path climbs out of " + r.base_dir() + ")");
+    }
+  }
 }
 
 BindConfig read_bind(Reader& r, const Entry& e) {
@@ -291,7 +310,8 @@ BindConfig read_bind(Reader& r, const Entry& e) {
            "bad bind name \"" + e.key + "\" (use letters, digits, '_', '.' and '-')");
   }
   if (e.value.node.IsMap()) {
-    const auto es = r.entries(e.value, {"url", "pool", "statement_timeout", "idle_in_transaction_timeout", "reset"});
+    const auto es =
+        r.entries(e.value, {"url", "pool", "statement_timeout", "idle_in_transaction_timeout", "reset", "attach_dir"});
     const Entry* url = Reader::find(es, "url");
     if (!url) r.fail(e.value.line, e.value.path + ".url", "missing (each bind needs a database URL)");
     read_url(r, url->value, b);
@@ -303,6 +323,13 @@ BindConfig read_bind(Reader& r, const Entry& e) {
       const std::string v = r.str(rs->value);
       if (v != "auto" && v != "always") r.fail(rs->value, "must be auto or always (got \"" + v + "\")");
       b.reset_always = v == "always";
+    }
+    if (const Entry* ad = Reader::find(es, "attach_dir")) {
+      if (b.url.backend != Backend::sqlite) r.fail(ad->value, "only SQLite binds attach files");
+      std::error_code ec;
+      const fs::path dir = fs::weakly_canonical(r.resolve(r.str(ad->value)), ec);
+      if (ec || !fs::is_directory(dir, ec)) r.fail(ad->value, "no such folder: " + r.resolve(r.str(ad->value)));
+      b.attach_dir = dir.string();
     }
     return b;
   }
@@ -335,8 +362,12 @@ void read_listen(Reader& r, const Item& item, ListenConfig& out) {
 void read_limits(Reader& r, const Item& item, Limits& out) {
   constexpr long long u32 = std::numeric_limits<std::uint32_t>::max();
   for (const auto& e : r.entries(item, {"max_frame", "batch_rows", "batch_bytes", "client_buffer", "max_in_flight",
-                                        "max_clients"})) {
-    if (e.key == "max_frame") {
+                                        "max_clients", "read_timeout", "write_timeout"})) {
+    if (e.key == "read_timeout" || e.key == "write_timeout") {
+      const Millis d = r.duration(e.value);
+      if (d.count() < 100) r.fail(e.value, "must be at least 100ms");
+      (e.key == "read_timeout" ? out.read_timeout : out.write_timeout) = d;
+    } else if (e.key == "max_frame") {
       out.max_frame = static_cast<std::uint32_t>(r.integer(e.value, 4096, 1LL << 30));
     } else {
       const auto v = static_cast<std::uint32_t>(r.integer(e.value, 1, u32));
@@ -436,6 +467,7 @@ std::shared_ptr<const Config> load_config_text(const std::string& text, const st
   } else {
     r.fail(top.line, "default", "missing; required when there is more than one bind (have: " + Reader::join(names) + ")");
   }
+  cfg->warnings = r.take_warnings();
   return cfg;
 }
 

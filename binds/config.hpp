@@ -34,6 +34,8 @@ struct BindConfig {
   // Reset session state whenever a connection changes client, not only after statements that may
   // have changed it (binds/session_state.hpp). For code that changes state inside functions.
   bool reset_always = false;
+  // SQLite only: the folder (canonical) whose files ATTACH and VACUUM INTO may open; "" = none.
+  std::string attach_dir;
   bool operator==(const BindConfig&) const = default;
 };
 
@@ -49,6 +51,12 @@ struct Limits {
   std::uint32_t client_buffer = 1024 * 1024;  // per-client outgoing bytes before a query stalls
   std::uint32_t max_in_flight = 1024;         // requests per client connection
   std::uint32_t max_clients = 10000;
+  // A frame whose header has arrived must arrive in full within this (a slow-loris client
+  // otherwise holds its buffer forever).
+  Millis read_timeout{30000};
+  // A client that leaves its replies unread this long (its output full, nothing written) is
+  // disconnected: its requests stop and its backend connections go back to the pool.
+  Millis write_timeout{30000};
 };
 
 struct Config {
@@ -61,6 +69,9 @@ struct Config {
   Millis shutdown_grace{10000};      // SIGTERM: how long in-flight requests may take to finish
   Millis drain_timeout{30000};       // reload: how long a removed/changed bind's old pool may drain
   Millis stats_interval{0};          // periodic per-bind stats log line; 0 = off
+  // Valid but doubtful settings, each "FILE:LINE: KEY.PATH: why"; logged at start and reload and
+  // printed by --check-config.
+  std::vector<std::string> warnings;
 
   const BindConfig* find(const std::string& key) const {
     auto it = binds.find(key);

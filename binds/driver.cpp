@@ -5,7 +5,7 @@
 namespace binds {
 
 std::unique_ptr<Connection> connect(const DatabaseUrl& url, const std::string& bind_key,
-                                    BackendError& err) {
+                                    BackendError& err, const ConnectOptions& options) {
   // The drivers catch their own exceptions; this is the last line of defence (bad_alloc, a
   // driver bug) so that nothing escapes into a pool worker.
   try {
@@ -15,7 +15,7 @@ std::unique_ptr<Connection> connect(const DatabaseUrl& url, const std::string& b
       case Backend::mysql:
         return detail::connect_mysql(url, err);
       case Backend::sqlite:
-        return detail::connect_sqlite(url, bind_key, err);
+        return detail::connect_sqlite(url, bind_key, options, err);
     }
     err = BackendError{protocol::ErrorCode::internal, "unknown backend", "", std::nullopt, false};
   } catch (const std::exception& e) {

@@ -96,10 +96,15 @@ class Connection {
   virtual std::optional<BackendError> reset() = 0;
 };
 
+// Per-bind settings a connection needs besides its URL.
+struct ConnectOptions {
+  std::string sqlite_attach_dir;  // canonical folder ATTACH may open files in; "" = none
+};
+
 // Opens a connection. On failure returns nullptr and fills err (code backend_unavailable).
 // bind_key is used for SQLite memory databases, which are shared per bind.
 std::unique_ptr<Connection> connect(const DatabaseUrl& url, const std::string& bind_key,
-                                    BackendError& err);
+                                    BackendError& err, const ConnectOptions& options = {});
 
 namespace detail {
 
@@ -168,7 +173,7 @@ std::optional<BackendError> run_gated(CancelGate& gate, bool broken_on_exception
 std::unique_ptr<Connection> connect_postgresql(const DatabaseUrl&, BackendError&);
 std::unique_ptr<Connection> connect_mysql(const DatabaseUrl&, BackendError&);
 std::unique_ptr<Connection> connect_sqlite(const DatabaseUrl&, const std::string& bind_key,
-                                           BackendError&);
+                                           const ConnectOptions&, BackendError&);
 }  // namespace detail
 
 }  // namespace binds

@@ -240,6 +240,9 @@ std::unique_ptr<sql::Connection> open_session(const DatabaseUrl& url, int side_t
   opts["OPT_CHARSET_NAME"] = sql::SQLString(charset);
   // A silent reconnect would drop the session (transaction, variables) behind our back.
   opts["OPT_RECONNECT"] = false;
+  // LOAD DATA LOCAL INFILE would let any client read files the daemon can read (its environment
+  // with every backend password included, via /proc/self/environ).
+  opts["OPT_LOCAL_INFILE"] = 0;
 
   std::unique_ptr<sql::Connection> conn(driver()->connect(opts));
   if (!conn) err.message = "MySQL connect failed";

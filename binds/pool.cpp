@@ -82,7 +82,7 @@ std::optional<BackendError> Lease::validate() {
   }
   spdlog::info("bind {}: idle connection found dead; reconnecting", pool_->key());
   BackendError err;
-  auto fresh = connect(pool_->config().url, pool_->key(), err);
+  auto fresh = connect(pool_->config().url, pool_->key(), err, ConnectOptions{pool_->config().attach_dir});
   if (!fresh) {
     broken_ = true;
     return err;
@@ -97,7 +97,11 @@ std::optional<BackendError> Lease::validate() {
 std::optional<BackendError> Lease::prepare_for(std::uint64_t client) {
   if (auto err = validate()) return err;
   bool switched = pc_->last_client != 0 && pc_->last_client != client;
-  if (switched && (pc_->dirty || pool_->config().reset_always)) {
+  // On PostgreSQL any statement may run code that changes the session (a DO block or a function
+  // setting search_path, a trigger creating a temp table), and the backend does not report it:
+  // reading SQL text cannot see it, so every client change resets.
+  const bool always = pool_->config().reset_always || pool_->config().url.backend == Backend::postgresql;
+  if (switched && (pc_->dirty || always)) {
     pc_->dirty = false;
     if (auto err = pc_->conn->reset()) {
       // A connection whose state could not be cleared must not serve anyone else.
@@ -124,6 +128,8 @@ Pool::Pool(asio::io_context& io, BindConfig config)
 Pool::~Pool() {
   workers_.stop();
   workers_.join();
+  cancel_workers_.stop();
+  cancel_workers_.join();
 }
 
 void Pool::start() {
@@ -295,7 +301,7 @@ void Pool::maybe_connect_locked(std::unique_lock<std::mutex>&) {
     ++connecting_;
     asio::post(workers_, [self = shared_from_this()] {
       BackendError err;
-      auto conn = connect(self->config_.url, self->config_.key, err);
+      auto conn = connect(self->config_.url, self->config_.key, err, ConnectOptions{self->config_.attach_dir});
       self->connect_done(std::move(conn), std::move(err));
       // The last reference must not die on a worker thread: ~Pool joins the workers.
       asio::post(self->io_, [self] {});

@@ -143,6 +143,10 @@ class Pool : public std::enable_shared_from_this<Pool> {
 
   PoolStats stats();
 
+  // This bind's own thread for backend cancels: a cancel may block on a hung backend (libpq 15's
+  // PQcancel has no timeout), and must never delay another bind's cancel or timeout.
+  asio::thread_pool& cancel_workers() { return cancel_workers_; }
+
  private:
   friend class Lease;
   struct Waiter;
@@ -160,6 +164,7 @@ class Pool : public std::enable_shared_from_this<Pool> {
   asio::io_context& io_;
   const BindConfig config_;
   asio::thread_pool workers_;
+  asio::thread_pool cancel_workers_{1};
   asio::steady_timer maintenance_;
 
   std::mutex mu_;

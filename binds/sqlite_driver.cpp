@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cmath>
 #include <exception>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -164,19 +165,61 @@ std::string quote_ident(const std::string& name) {
   return q + "\"";
 }
 
+// Clients must not reach files outside their database: ATTACH (and VACUUM INTO, which attaches
+// its target) may name only a temporary database, or a file inside the bind's attach_dir.
+struct AttachPolicy {
+  std::string allowed_dir;  // canonical; empty = no file may be attached
+  std::string denied;       // the last file refused, for the error message
+};
+
+bool inside_dir(const std::string& dir, const std::string& file) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path target = fs::weakly_canonical(fs::absolute(file, ec), ec);
+  if (ec) return false;
+  const fs::path rel = target.lexically_relative(dir);
+  return !rel.empty() && *rel.begin() != ".." && rel.is_relative();
+}
+
+int authorize(void* ctx, int action, const char* a1, const char*, const char*, const char*) {
+  if (action != SQLITE_ATTACH) return SQLITE_OK;
+  auto* policy = static_cast<AttachPolicy*>(ctx);
+  const std::string file = a1 ? a1 : "";
+  // "" is a private temporary database (plain VACUUM uses one); ":memory:" touches no file.
+  if (file.empty() || file == ":memory:") return SQLITE_OK;
+  // URI filenames can carry options (vfs, mode) and other paths: never from a client.
+  if (file.rfind("file:", 0) != 0 && !policy->allowed_dir.empty() && inside_dir(policy->allowed_dir, file))
+    return SQLITE_OK;
+  policy->denied = file;
+  return SQLITE_DENY;
+}
+
 class SqliteConnection final : public Connection {
  public:
-  SqliteConnection(sqlite3* db, int busy_ms)
-      : db_(db), busy_ms_(busy_ms), canceller_(std::make_shared<SqliteCanceller>(db)) {}
+  SqliteConnection(sqlite3* db, int busy_ms, std::string attach_dir)
+      : db_(db), busy_ms_(busy_ms), canceller_(std::make_shared<SqliteCanceller>(db)) {
+    attach_.allowed_dir = std::move(attach_dir);
+    sqlite3_set_authorizer(db_, authorize, &attach_);
+    // Defensive mode refuses what could corrupt the file from SQL (writable_schema, raw page
+    // writes); no client has a use for those through a broker.
+    sqlite3_db_config(db_, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);
+  }
   ~SqliteConnection() override { sqlite3_close_v2(db_); }
 
   Backend backend() const override { return Backend::sqlite; }
 
   std::optional<BackendError> execute(std::string_view sql, const std::vector<Value>& params,
                                       RowSink& sink, ExecResult& out) override {
-    return detail::run_gated(
+    attach_.denied.clear();
+    auto err = detail::run_gated(
         canceller_->gate, /*broken_on_exception=*/false, [&] { return execute_impl(sql, params, sink, out); },
         [](const BackendError& e) { return e.number && is_interrupt(static_cast<int>(*e.number)); });
+    if (err && err->number && (*err->number & 0xff) == SQLITE_AUTH && !attach_.denied.empty()) {
+      err->message = "not authorized: ATTACH and VACUUM INTO may not open \"" + attach_.denied + "\"" +
+                     (attach_.allowed_dir.empty() ? std::string(" (this bind allows no attached files; see attach_dir)")
+                                                  : " (only files inside " + attach_.allowed_dir + ")");
+    }
+    return err;
   }
 
   TxStatus tx_status() override {
@@ -374,6 +417,7 @@ class SqliteConnection final : public Connection {
 
   sqlite3* db_;
   int busy_ms_;
+  AttachPolicy attach_;
   std::shared_ptr<SqliteCanceller> canceller_;
 };
 
@@ -416,7 +460,7 @@ bool open_db(const std::string& name, int flags, sqlite3*& db, BackendError& err
 namespace detail {
 
 std::unique_ptr<Connection> connect_sqlite(const DatabaseUrl& url, const std::string& bind_key,
-                                           BackendError& err) {
+                                           const ConnectOptions& options, BackendError& err) {
   int busy_ms = 5000;
   if (auto it = url.options.find("busy_timeout"); it != url.options.end()) {
     const std::string& v = it->second;
@@ -446,7 +490,7 @@ std::unique_ptr<Connection> connect_sqlite(const DatabaseUrl& url, const std::st
   } else {
     if (!open_db(url.database, kOpenFlags, db, err)) return nullptr;
   }
-  std::unique_ptr<Connection> conn = std::make_unique<SqliteConnection>(db, busy_ms);
+  std::unique_ptr<Connection> conn = std::make_unique<SqliteConnection>(db, busy_ms, options.sqlite_attach_dir);
 
   sqlite3_busy_timeout(db, busy_ms);
   if (!url.sqlite_memory) {

@@ -48,11 +48,34 @@ std::string redact_query_raw(std::string_view query) {
   return out;
 }
 
+// Hides the value of every secret option anywhere in the text (after a '?' or '&'), whatever
+// comes before it: on unparseable input the query string cannot be located reliably.
+std::string redact_secret_options_anywhere(std::string_view text) {
+  std::string out;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const char c = text[i];
+    out += c;
+    ++i;
+    if (c != '?' && c != '&') continue;
+    const auto eq = text.find('=', i);
+    if (eq == npos) continue;
+    const auto key = text.substr(i, eq - i);
+    if (key.find_first_of("&?") != npos || !is_secret_option(key)) continue;
+    const auto end = text.find('&', eq);
+    out.append(key).append("=***");
+    i = end == npos ? text.size() : end;
+  }
+  return out;
+}
+
 // Used on input we may not be able to parse, so it cannot rely on the URL being well formed.
-// It hides everything from the first ':' after "://" to the LAST '@': that over-redacts
-// strange URLs (an '@' in the query hides the host too) but can never show a password, even
-// one containing unescaped '@', '/' or '?'.
-std::string redact_raw(std::string_view url) {
+// Secret query options are hidden first, wherever they stand; then everything from the first ':'
+// after "://" to the LAST '@': that over-redacts strange URLs (an '@' in the query hides the host
+// too) but can never show a password, even one containing unescaped '@', '/' or '?'.
+std::string redact_raw(std::string_view raw) {
+  const std::string masked = redact_secret_options_anywhere(raw);
+  const std::string_view url = masked;
   std::size_t start = 0;
   if (const auto p = url.find("://"); p != npos) start = p + 3;
   const std::string_view rest = url.substr(start);

@@ -50,6 +50,7 @@ bool Server::reload(std::string& message) {
     spdlog::error("reload failed, keeping the running configuration: {}", message);
     return finish(false);
   }
+  for (const auto& w : fresh->warnings) spdlog::warn("config: {}", w);
   auto old = routes();
   auto cfg = std::make_shared<Config>(*fresh);
   if (cfg->listen.tcp != old->config->listen.tcp || cfg->listen.unix != old->config->listen.unix) {
@@ -94,7 +95,16 @@ bool Server::reload(std::string& message) {
   for (auto& p : retired) {
     p->retire();
     auto timer = std::make_shared<asio::steady_timer>(io_, cfg->drain_timeout);
-    timer->async_wait([this, p, timer](boost::system::error_code) mutable {
+    const auto drain_ms = cfg->drain_timeout.count();
+    timer->async_wait([this, p, timer, drain_ms](boost::system::error_code) mutable {
+      // Open transactions on the old pool end here, not whenever their clients come back.
+      {
+        std::lock_guard lock(sessions_mu_);
+        for (auto& [id, entry] : sessions_)
+          if (entry.end_transactions)
+            entry.end_transactions(p, "bind " + p->key() + " was changed or removed by a reload and its old pool " +
+                                          "drained for " + std::to_string(drain_ms) + " ms (shutdown.drain_timeout)");
+      }
       p->stop();
       // ~Pool joins its worker threads: not on an I/O thread.
       asio::post(cancel_pool_, [p = std::move(p)]() mutable { p.reset(); });

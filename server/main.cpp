@@ -159,10 +159,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (check_only) {
+    for (const auto& w : config->warnings) error_stream() << "bindsd: warning: " << w << "\n";
     std::cout << config_path << ": OK (" << config->binds.size() << " binds, default "
-              << config->default_bind << ")\n";
+              << config->default_bind << ")" << (config->warnings.empty() ? "" : ", with warnings") << "\n";
     return 0;
   }
+  for (const auto& w : config->warnings) spdlog::warn("config: {}", w);
   if (config->listen.tcp.empty() && config->listen.unix.empty()) usage_error("--listen: nothing to listen on");
 
   try {

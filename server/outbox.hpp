@@ -6,6 +6,7 @@
 
 #include <utility>
 #include <boost/asio.hpp>
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -18,15 +19,26 @@ namespace asio = boost::asio;
 
 class Outbox {
  public:
+  // What a queued frame costs beyond its bytes (the string and its deque slot): a flood of tiny
+  // frames (PONGs) must hit the limit as surely as a few big ones. bytes() counts it.
+  static constexpr std::size_t kFrameOverhead = 64;
+
   Outbox(asio::any_io_executor strand, std::size_t limit) : signal_(strand), limit_(limit) {}
 
-  // Worker threads only (may block). False if the client is gone.
-  bool push_blocking(std::string frame) {
+  // Worker threads only (may block). False if the client is gone, or if `give_up` became true
+  // while waiting (the request was abandoned; see wake_blocked()).
+  bool push_blocking(std::string frame, const std::atomic<bool>* give_up = nullptr) {
     std::unique_lock lock(mu_);
-    space_.wait(lock, [&] { return closed_ || bytes_ < limit_; });
-    if (closed_) return false;
+    space_.wait(lock, [&] { return closed_ || bytes_ < limit_ || (give_up && give_up->load()); });
+    if (closed_ || (give_up && give_up->load())) return false;
     enqueue_locked(std::move(frame));
     return true;
+  }
+
+  // Any thread: re-checks every blocked push_blocking() (after its give_up flag was set).
+  void wake_blocked() {
+    { std::lock_guard lock(mu_); }
+    space_.notify_all();
   }
 
   // Session strand only: never blocks. For small control frames (COMPLETE, ERROR, PONG, …), which
@@ -94,7 +106,7 @@ class Outbox {
 
  private:
   void enqueue_locked(std::string frame) {
-    bytes_ += frame.size();
+    bytes_ += frame.size() + kFrameOverhead;
     q_.push_back(std::move(frame));
     wake_writer_locked();
   }

@@ -91,8 +91,7 @@ void Server::open_unix(const std::string& path) {
 }
 
 template <class Acceptor>
-static asio::awaitable<void> accept_loop(Server& server, Acceptor& acceptor, std::atomic<bool>& stopping,
-                                         std::uint32_t max_clients) {
+static asio::awaitable<void> accept_loop(Server& server, Acceptor& acceptor, std::atomic<bool>& stopping) {
   while (!stopping) {
     auto strand = asio::make_strand(server.io());
     boost::system::error_code ec;
@@ -105,6 +104,8 @@ static asio::awaitable<void> accept_loop(Server& server, Acceptor& acceptor, std
       co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       continue;
     }
+    // Read per connection: a reload changes it for the next client.
+    const std::uint32_t max_clients = server.routes()->config->limits.max_clients;
     if (server.counters().clients_now >= static_cast<std::int64_t>(max_clients)) {
       spdlog::warn("refusing a client: {} clients connected (limit)", max_clients);
       sock.close(ec);
@@ -132,18 +133,19 @@ void Server::start() {
   listening_ = true;
   if (rt->config->stats_interval.count() > 0) asio::co_spawn(io_, stats_lines(), asio::detached);
   if (tcp_acceptor_)
-    asio::co_spawn(io_, accept_loop(*this, *tcp_acceptor_, stopping_, rt->config->limits.max_clients),
+    asio::co_spawn(io_, accept_loop(*this, *tcp_acceptor_, stopping_),
                    [](std::exception_ptr e) { log_exception(e, "tcp listener"); });
   if (unix_acceptor_)
-    asio::co_spawn(io_, accept_loop(*this, *unix_acceptor_, stopping_, rt->config->limits.max_clients),
+    asio::co_spawn(io_, accept_loop(*this, *unix_acceptor_, stopping_),
                    [](std::exception_ptr e) { log_exception(e, "unix listener"); });
 }
 
-std::uint64_t Server::add_session(std::function<void(bool)> closer, std::shared_ptr<ClientInfo> info) {
+std::uint64_t Server::add_session(std::function<void(bool)> closer, std::shared_ptr<ClientInfo> info,
+                                  EndTransactions end_transactions) {
   std::lock_guard lock(sessions_mu_);
   auto id = next_session_++;
   info->id = id;
-  sessions_.emplace(id, SessionEntry{std::move(closer), std::move(info)});
+  sessions_.emplace(id, SessionEntry{std::move(closer), std::move(info), std::move(end_transactions)});
   if (stopping_) sessions_[id].closer(false);
   return id;
 }

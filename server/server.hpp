@@ -86,7 +86,11 @@ class Server {
 
   // Sessions register a closer so stop() can end them, and what admin may show of them.
   // closer(false): finish in-flight requests, then disconnect; closer(true): disconnect now.
-  std::uint64_t add_session(std::function<void(bool hard)> closer, std::shared_ptr<ClientInfo> info);
+  // end_transactions(pool, reason): roll back the session's transactions held on `pool` (a
+  // reload's drain_timeout ran out for it); any thread.
+  using EndTransactions = std::function<void(std::shared_ptr<Pool>, std::string reason)>;
+  std::uint64_t add_session(std::function<void(bool hard)> closer, std::shared_ptr<ClientInfo> info,
+                            EndTransactions end_transactions = {});
   void remove_session(std::uint64_t id);
 
   StatsRegistry& stats() { return stats_; }
@@ -130,6 +134,7 @@ class Server {
   struct SessionEntry {
     std::function<void(bool)> closer;
     std::shared_ptr<ClientInfo> info;
+    EndTransactions end_transactions;
   };
   std::mutex sessions_mu_;
   std::map<std::uint64_t, SessionEntry> sessions_;

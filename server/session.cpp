@@ -16,6 +16,7 @@
 #include "binds/session_state.hpp"
 #include "protocol/frame.hpp"
 #include "protocol/messages.hpp"
+#include "server/log_limiter.hpp"
 #include "server/outbox.hpp"
 #include "server/server.hpp"
 
@@ -46,6 +47,7 @@ struct Request {
   protocol::BeginRequest begin;
   std::string bind;
   std::shared_ptr<Pool> pool;
+  std::string abort_reason;  // abort_idle_tx: why the server ends the transaction
 };
 
 struct Lane {
@@ -72,7 +74,7 @@ class QuerySink final : public RowSink {
     if (silent_) return true;
     auto frame = protocol::encode_columns(id_, cols);
     bytes_ += frame.size();
-    return alive_ = out_.push_blocking(std::move(frame));
+    return alive_ = out_.push_blocking(std::move(frame), &muted_);
   }
   bool row(protocol::Row& r) override {
     if (muted_) return false;
@@ -91,13 +93,16 @@ class QuerySink final : public RowSink {
     }
     auto frame = batch_.finish(id_);
     bytes_ += frame.size();
-    return alive_ = out_.push_blocking(std::move(frame));
+    return alive_ = out_.push_blocking(std::move(frame), &muted_);
   }
   std::uint64_t bytes() const { return bytes_; }
   // Internal statements (BEGIN, COMMIT, …) send no rows to the client.
   void set_silent() { silent_ = true; }
   // Any thread. The request was answered already: whatever the driver still produces is dropped.
-  void mute() { muted_ = true; }
+  void mute() {
+    muted_ = true;
+    out_.wake_blocked();  // a worker stuck on a client that does not read lets go of its connection
+  }
   bool too_big() const { return too_big_; }
   bool client_gone() const { return !alive_ && !too_big_; }
 
@@ -155,7 +160,10 @@ struct Session {
         limits(rt->config->limits),
         lanes_idle(socket.get_executor()),
         writer_done(socket.get_executor()),
-        deadline(socket.get_executor()) {}
+        deadline(socket.get_executor()),
+        frame_deadline(socket.get_executor()),
+        write_deadline(socket.get_executor()),
+        reader_wake(socket.get_executor()) {}
 
   Server& server;
   Socket socket;
@@ -177,6 +185,11 @@ struct Session {
   asio::steady_timer lanes_idle;
   asio::steady_timer writer_done;
   asio::steady_timer deadline;  // handshake deadline, then the drain deadline at close
+  asio::steady_timer frame_deadline;  // limits.read_timeout for a frame that has begun to arrive
+  asio::steady_timer write_deadline;  // limits.write_timeout for each write to the client
+  std::uint64_t write_epoch = 0;      // a write_deadline firing for an older write is stale
+  asio::steady_timer reader_wake;     // the reader waits on it while the outbox is full
+  LogLimiter log_limit;
 
   Lane& lane(const std::string& key) {
     auto it = lanes.find(key);
@@ -199,13 +212,22 @@ struct Session {
     socket.close(ec);
   }
 
+  // Strand only. A log line about this client, within its rate limit.
+  template <typename... Args>
+  void log(spdlog::level::level_enum level, fmt::format_string<Args...> format, Args&&... args) {
+    if (!spdlog::should_log(level)) return;
+    std::uint64_t suppressed = 0;
+    const bool ok = log_limit.allow(LogLimiter::Clock::now(), suppressed);
+    if (suppressed) spdlog::warn("client #{}: {} log lines suppressed in the last second (rate limit)", id, suppressed);
+    if (ok) spdlog::log(level, format, std::forward<Args>(args)...);
+  }
+
   void send_error(std::uint32_t req_id, ErrorInfo info) {
     server.counters().errors++;
     if (info.bind) server.stats().get(*info.bind)->error(info.code);
     auto level = info.code == ErrorCode::sql_error ? spdlog::level::info : spdlog::level::warn;
-    spdlog::log(level, "client #{} request {}{}: {}{}{}: {}", id, req_id,
-                info.bind ? " bind " + *info.bind : std::string(), protocol::error_code_name(info.code),
-                info.sqlstate.empty() ? "" : " ", info.sqlstate, info.message);
+    log(level, "client #{} request {}{}: {}{}{}: {}", id, req_id, info.bind ? " bind " + *info.bind : std::string(),
+        protocol::error_code_name(info.code), info.sqlstate.empty() ? "" : " ", info.sqlstate, info.message);
     outbox.push(protocol::encode_error(req_id, info));
   }
   void send_error(std::uint32_t req_id, ErrorCode code, std::string message,
@@ -257,14 +279,13 @@ void send_cancel(asio::thread_pool& cancel_pool, std::shared_ptr<Job> job, int a
 
 // Asks a job to stop: a pending job will not start, a running one is cancelled on the backend.
 // Strand only. Returns false if the job had already finished or was already stopping.
-template <class Socket>
-bool stop_job(const SessionPtr<Socket>& s, const std::shared_ptr<Job>& job, ErrorCode why) {
+bool stop_job(const std::shared_ptr<Job>& job, ErrorCode why) {
   {
     std::lock_guard lock(job->mu);
     if (job->phase == Job::Phase::finished || job->stop) return false;
     job->stop = why;
   }
-  send_cancel(s->server.cancel_pool(), job, 0);
+  send_cancel(job->req.pool->cancel_workers(), job, 0);
   // A hung backend may never let the driver return: stop waiting for it after a grace period.
   job->deadline.expires_after(kAbandonGrace);
   job->deadline.async_wait([job](boost::system::error_code ec) {
@@ -318,7 +339,6 @@ asio::awaitable<void> execute(const SessionPtr<Socket>& s, Lane& lane, Request r
   job->keep = s;
   job->client = s->id;
   job->req = std::move(req);
-  auto& pool = *job->req.pool;
   const std::string bind = job->req.bind;
   const std::uint32_t id = job->req.id;
   const Kind kind = job->req.kind;
@@ -338,6 +358,13 @@ asio::awaitable<void> execute(const SessionPtr<Socket>& s, Lane& lane, Request r
     }
     co_return;
   }
+  // A lost transaction on a bind that a reload removed is answered above without a pool; once
+  // rolled back, the bind is simply unknown.
+  if (!job->req.pool) {
+    s->send_error(id, ErrorCode::unknown_bind, "unknown bind \"" + bind + "\"", bind);
+    co_return;
+  }
+  auto& pool = *job->req.pool;
   if (lane.pinned && lane.failed_tx &&
       (kind == Kind::commit || (kind == Kind::query && is_transaction_commit(job->req.query.sql)))) {
     // PostgreSQL would answer this COMMIT with a ROLLBACK that looks like success: an
@@ -398,7 +425,7 @@ asio::awaitable<void> execute(const SessionPtr<Socket>& s, Lane& lane, Request r
   if (kind == Kind::query && timeout.count() > 0) {
     job->deadline.expires_after(timeout);
     job->deadline.async_wait([s, job](boost::system::error_code ec) {
-      if (!ec) stop_job(s, job, ErrorCode::timeout);
+      if (!ec) stop_job(job, ErrorCode::timeout);
     });
   }
 
@@ -543,8 +570,10 @@ asio::awaitable<void> execute(const SessionPtr<Socket>& s, Lane& lane, Request r
   }
   if (kind == Kind::abort_idle_tx) {
     lane.tx_aborted = true;
-    lane.abort_reason = "idle in transaction for longer than " +
-                        std::to_string(pool.config().idle_in_transaction_timeout.count()) + " ms";
+    lane.abort_reason = !job->req.abort_reason.empty()
+                            ? job->req.abort_reason
+                            : "idle in transaction for longer than " +
+                                  std::to_string(pool.config().idle_in_transaction_timeout.count()) + " ms";
     spdlog::warn("client #{} bind {}: transaction rolled back: {}", s->id, bind, lane.abort_reason);
     co_return;
   }
@@ -661,8 +690,37 @@ asio::awaitable<void> run_writer(SessionPtr<Socket> s) {
       total += f.size();
     }
     boost::system::error_code ec;
-    co_await asio::async_write(s->socket, bufs, asio::redirect_error(asio::use_awaitable, ec));
-    s->outbox.written(total);
+    // Each write must make progress within write_timeout: a client that stops reading is cut off
+    // (and its requests stopped, its connections returned) instead of holding them forever.
+    std::size_t done = 0;
+    while (done < total && !ec) {
+      const auto epoch = ++s->write_epoch;
+      s->write_deadline.expires_after(s->limits.write_timeout);
+      s->write_deadline.async_wait([s, epoch](boost::system::error_code tec) {
+        if (tec || epoch != s->write_epoch) return;
+        s->outbox.abort();
+        s->close("did not read its replies for " + std::to_string(s->limits.write_timeout.count()) +
+                 " ms (limits.write_timeout)");
+      });
+      // Skip what is already written.
+      std::vector<asio::const_buffer> rest;
+      std::size_t skip = done;
+      for (const auto& b : bufs) {
+        if (skip >= b.size()) {
+          skip -= b.size();
+          continue;
+        }
+        rest.push_back(asio::buffer(static_cast<const char*>(b.data()) + skip, b.size() - skip));
+        skip = 0;
+      }
+      const std::size_t n =
+          co_await s->socket.async_write_some(rest, asio::redirect_error(asio::use_awaitable, ec));
+      ++s->write_epoch;
+      s->write_deadline.cancel();
+      done += n;
+    }
+    s->outbox.written(total + frames.size() * Outbox::kFrameOverhead);
+    s->reader_wake.cancel();  // the reader may be waiting for room in the outbox
     if (ec) {
       s->outbox.abort();
       s->close("write failed: " + ec.message());
@@ -671,6 +729,7 @@ asio::awaitable<void> run_writer(SessionPtr<Socket> s) {
   }
   s->writer_running = false;
   s->writer_done.cancel();
+  s->reader_wake.cancel();
 }
 
 // Queues a request on its bind's lane (QUERY, BEGIN, COMMIT, ROLLBACK).
@@ -688,6 +747,15 @@ void enqueue(const SessionPtr<Socket>& s, Request req, const std::optional<std::
     // A bind removed by a reload still serves the transaction this client has open on it.
     auto it = s->lanes.find(key);
     if (it != s->lanes.end() && it->second.pinned) pool = it->second.pinned.pool().shared_from_this();
+    // A transaction lost on it is still answered (TX_ABORTED until ROLLBACK), without a pool.
+    if (it != s->lanes.end() && it->second.tx_aborted) {
+      ++s->in_flight;
+      s->info->in_flight = s->in_flight;
+      req.bind = key;
+      it->second.queue.push_back(std::move(req));
+      start_lane(s, key, it->second);
+      return;
+    }
   }
   if (!pool) {
     s->send_error(req.id, ErrorCode::unknown_bind, "unknown bind \"" + key + "\"", key);
@@ -722,7 +790,7 @@ void handle_cancel(const SessionPtr<Socket>& s, std::uint32_t id, std::uint32_t 
     }
   }
   auto it = s->jobs.find(target);
-  bool stopping = it != s->jobs.end() && stop_job(s, it->second, ErrorCode::cancelled);
+  bool stopping = it != s->jobs.end() && stop_job(it->second, ErrorCode::cancelled);
   s->send_complete(id, stopping ? 1 : 0, false);
 }
 
@@ -862,7 +930,16 @@ asio::awaitable<std::string> read_loop(const SessionPtr<Socket>& s) {
   FrameDecoder dec(protocol::kPreHandshakeMaxFrame);
   std::array<char, 16 * 1024> buf;
   Frame f;
+  bool partial = false;  // a frame has begun to arrive and its read deadline is armed
   for (;;) {
+    // Backpressure: while the client's unread replies fill its buffer, take no more requests from
+    // it. The writer wakes us as it drains; write_timeout cuts a client that never reads.
+    while (s->outbox.bytes() >= s->limits.client_buffer && s->writer_running && s->close_reason.empty()) {
+      s->reader_wake.expires_at(asio::steady_timer::time_point::max());
+      boost::system::error_code wec;
+      co_await s->reader_wake.async_wait(asio::redirect_error(asio::use_awaitable, wec));
+    }
+    if (!s->close_reason.empty()) co_return s->close_reason;
     boost::system::error_code ec;
     std::size_t n = co_await s->socket.async_read_some(asio::buffer(buf),
                                                        asio::redirect_error(asio::use_awaitable, ec));
@@ -872,6 +949,7 @@ asio::awaitable<std::string> read_loop(const SessionPtr<Socket>& s) {
       co_return "read failed: " + ec.message();
     }
     dec.feed(buf.data(), n);
+    bool completed = false;
     for (;;) {
       auto st = dec.next(f);
       if (st == FrameDecoder::Status::need_more) break;
@@ -879,13 +957,21 @@ asio::awaitable<std::string> read_loop(const SessionPtr<Socket>& s) {
         s->send_error(0, ErrorCode::protocol_error, dec.error());
         co_return "protocol error: " + dec.error();
       }
+      completed = true;
       if (auto reason = handle_frame(s, dec, f); !reason.empty()) co_return reason;
     }
-    // A client that keeps sending but never reads would make its replies pile up here.
-    if (s->outbox.bytes() > 4ull * s->limits.client_buffer + s->limits.max_frame) {
-      s->outbox.abort();  // nothing queued will ever be read: drop it and cut the connection
-      s->close("client is not reading its responses");
-      co_return s->close_reason;
+    // Every frame that has begun must arrive in full within read_timeout (after HELLO; before it,
+    // the handshake deadline covers everything).
+    if (dec.buffered() == 0) {
+      if (partial) s->frame_deadline.cancel();
+      partial = false;
+    } else if (s->hello_done && (!partial || completed)) {
+      partial = true;
+      s->frame_deadline.expires_after(s->limits.read_timeout);
+      s->frame_deadline.async_wait([s](boost::system::error_code ec2) {
+        if (!ec2) s->close("a frame did not arrive in full within " + std::to_string(s->limits.read_timeout.count()) +
+                           " ms (limits.read_timeout)");
+      });
     }
   }
 }
@@ -913,7 +999,25 @@ asio::awaitable<void> session_main(Server& server, Socket socket, std::string pe
           if (s->in_flight == 0) s->finish("server shutting down");
         });
       },
-      s->info);
+      s->info,
+      [s, ex](std::shared_ptr<Pool> pool, std::string reason) {
+        asio::post(ex, [s, pool = std::move(pool), reason = std::move(reason)] {
+          if (s->closing) return;
+          for (auto& [key, lane] : s->lanes) {
+            if (!lane.pinned || &lane.pinned.pool() != pool.get()) continue;
+            Request r;
+            r.kind = Kind::abort_idle_tx;
+            r.bind = key;
+            r.pool = pool;
+            r.abort_reason = reason;
+            lane.queue.push_front(std::move(r));
+            start_lane(s, key, lane);
+          }
+          // A statement still running inside such a transaction is stopped first.
+          for (auto& [id, job] : s->jobs)
+            if (job->req.pool == pool && job->lease.pinned()) stop_job(job, ErrorCode::cancelled);
+        });
+      });
   server.counters().clients_total++;
   server.counters().clients_now++;
   spdlog::info("client #{} connected from {}", s->id, s->peer);
@@ -938,8 +1042,10 @@ asio::awaitable<void> session_main(Server& server, Socket socket, std::string pe
   // queued frames (e.g. a final ERROR) drain; wait for the lanes.
   s->closing = true;
   s->outbox.close();
-  for (auto& [id, job] : s->jobs) stop_job(s, job, ErrorCode::cancelled);
+  for (auto& [id, job] : s->jobs) stop_job(job, ErrorCode::cancelled);
   for (auto& [key, lane] : s->lanes) lane.idle_tx_timer.cancel();
+  s->frame_deadline.cancel();
+  if (auto n = s->log_limit.pending()) spdlog::warn("client #{}: {} log lines suppressed (rate limit)", s->id, n);
   // A client that does not read cannot hold the session open past the drain deadline.
   s->deadline.cancel();
   s->deadline.expires_after(kDrainTimeout);

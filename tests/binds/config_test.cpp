@@ -204,7 +204,7 @@ INSTANTIATE_TEST_SUITE_P(
         Bad{"bad-bind-key-space.yaml", 3, "binds.my bind", "bad bind name"},
         Bad{"bad-duplicate-bind.yaml", 4, "binds.main", "duplicate key"},
         Bad{"bad-bind-no-url.yaml", 4, "binds.main.url", "missing"},
-        Bad{"bad-bind-unknown-key.yaml", 4, "binds.main.uri", "unknown key (allowed: url, pool, statement_timeout, idle_in_transaction_timeout, reset)"},
+        Bad{"bad-bind-unknown-key.yaml", 4, "binds.main.uri", "unknown key (allowed: url, pool, statement_timeout, idle_in_transaction_timeout, reset, attach_dir)"},
         Bad{"bad-bind-null.yaml", 3, "binds.main", "must be a database URL or a map with url and pool"},
         Bad{"bad-no-listen.yaml", 1, "listen", "missing"},
         Bad{"bad-listen-empty.yaml", 4, "listen", "give at least one of listen.tcp and listen.unix"},

@@ -285,6 +285,13 @@ INSTANTIATE_TEST_SUITE_P(
         BadUrl{"postgresql://app:hunter2@h/d?=1", "empty option name"},
         BadUrl{"postgresql://h/d?password=hunter2&password=x", "duplicate option"},
         BadUrl{"postgresql://h/d?password=hunter2&x=%zz", "bad percent escape"},
+        // A later ':'…'@' in the query string once made the userinfo mask start after the password.
+        BadUrl{"postgresql://h/d?password=hunter2&x=a:b@c&y=%zz", "bad percent escape"},
+        BadUrl{"postgresql://h:1/d?password=hunter2&x=%zz&z=a:b@c", "bad percent escape"},
+        BadUrl{"mysql://u@h/d?PWD=hunter2&x=q:r@s&a=1&a=2", "duplicate option"},
+        BadUrl{"postgresql://h/d?sslpassword=hunter2:x@y&x=%zz", "bad percent escape"},
+        BadUrl{"oracle://h/d?x=1&password=hunter2@h:w", "unknown scheme"},
+        BadUrl{"postgresql://u:hunter2@h/d?password=hunter2&x=1:2@3&q=%", "bad percent escape"},
         // An unescaped '@' in the password: the host would contain '@'.
         BadUrl{"postgresql://app:hun@ter2@h/d", "unexpected '@' in host"},
         BadUrl{"postgresql://app:x@hunter2@h/d", "percent-encode '@'"},

@@ -10,6 +10,7 @@
 
 #include "client/format.hpp"
 #include "harness.hpp"
+#include "raw_client.hpp"
 #include "protocol/frame.hpp"
 #include "protocol/messages.hpp"
 
@@ -25,41 +26,6 @@ using protocol::Value;
 using ::testing::HasSubstr;
 using ::testing::Not;
 using Clock = std::chrono::steady_clock;
-
-// Keeps one client busy with queries while a test abuses the daemon; every query must succeed.
-class Bystander {
- public:
-  explicit Bystander(const Daemon& d, std::string bind = "lite") : client_(d.connect()) {
-    thread_ = std::thread([this, bind] {
-      while (!stop_) {
-        try {
-          auto r = client_.query("SELECT 40 + 2", {}, bind);
-          if (client::value_text(r.rows.at(0).at(0)) == "42") ++ok_;
-          else ++bad_;
-        } catch (const std::exception& e) {
-          ++bad_;
-          last_error_ = e.what();
-        }
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      }
-    });
-  }
-  ~Bystander() { finish(); }
-  void finish() {
-    stop_ = true;
-    if (thread_.joinable()) thread_.join();
-  }
-  int ok() const { return ok_; }
-  int bad() const { return bad_; }
-  std::string last_error() const { return last_error_; }
-
- private:
-  Client client_;
-  std::thread thread_;
-  std::atomic<bool> stop_{false};
-  std::atomic<int> ok_{0}, bad_{0};
-  std::string last_error_;
-};
 
 std::string lite_bind(const fs::path& dir) { return "  lite: sqlite:///" + (dir / "lite.db").string() + "\n"; }
 
@@ -118,61 +84,6 @@ TEST(Faults, MariaDBDownOnlyFailsItsOwnBindAndRecoversWithoutRestart) {
 }
 
 // ---- garbage from clients ----
-
-class RawClient {
- public:
-  explicit RawClient(const Daemon& d) {
-    std::string path = d.address().substr(5);
-    sock_.connect(boost::asio::local::stream_protocol::endpoint(path));
-  }
-  void send(const std::string& b) { boost::asio::write(sock_, boost::asio::buffer(b)); }
-  void hello() {
-    send(protocol::encode_hello(protocol::Hello{}));
-    Frame f;
-    ASSERT_TRUE(read(f));
-    ASSERT_EQ(f.type(), FrameType::hello_ok);
-  }
-  // One frame, or false on EOF.
-  bool read(Frame& f) {
-    for (;;) {
-      if (dec_.next(f) == protocol::FrameDecoder::Status::frame) return true;
-      char buf[65536];
-      boost::system::error_code ec;
-      auto n = sock_.read_some(boost::asio::buffer(buf), ec);
-      if (ec) return false;
-      dec_.feed(buf, n);
-    }
-  }
-  protocol::ErrorInfo read_error(std::uint32_t expect_id) {
-    Frame f;
-    protocol::ErrorInfo info;
-    if (!read(f)) {
-      ADD_FAILURE() << "connection closed before an ERROR frame";
-      return info;
-    }
-    EXPECT_EQ(f.type(), FrameType::error);
-    EXPECT_EQ(f.header.request_id, expect_id);
-    std::string why;
-    EXPECT_TRUE(protocol::decode_error(f.body, info, why)) << why;
-    return info;
-  }
-  bool closed_by_server() {
-    Frame f;
-    return !read(f);
-  }
-
- private:
-  boost::asio::io_context io_;
-  boost::asio::local::stream_protocol::socket sock_{io_};
-  protocol::FrameDecoder dec_{1 << 26};
-};
-
-std::string frame(std::uint8_t type, std::uint32_t id, const std::string& body) {
-  std::string out(protocol::kHeaderSize, '\0');
-  protocol::encode_header(protocol::FrameHeader{static_cast<std::uint32_t>(body.size()), type, 0, 0, id},
-                          reinterpret_cast<unsigned char*>(out.data()));
-  return out + body;
-}
 
 class BadInput : public ::testing::Test {
  protected:
@@ -301,25 +212,6 @@ TEST_F(BadInput, UnsupportedParameterTypeNamesThePosition) {
   EXPECT_EQ(f.type(), FrameType::columns);
 }
 
-TEST_F(BadInput, ClientThatNeverReadsIsCutOffNotBuffered) {
-  RawClient r(*daemon_);
-  r.hello();
-  // Thousands of pings and never a read: replies must not pile up without bound.
-  std::string ping = protocol::encode_empty(FrameType::ping, 1);
-  std::string burst;
-  for (int i = 0; i < 20000; ++i) burst += ping;
-  boost::system::error_code ec;
-  for (int i = 0; i < 200 && !ec; ++i) {
-    try {
-      r.send(burst);
-    } catch (const std::exception&) {
-      break;  // the daemon hung up on us: that is the point
-    }
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  EXPECT_THAT(daemon_->log(), HasSubstr("not reading its responses"));
-}
-
 // ---- configuration ----
 
 struct BadConfigCase {
@@ -330,15 +222,6 @@ struct BadConfigCase {
 
 class BadConfig : public ::testing::TestWithParam<BadConfigCase> {};
 
-int run_bindsd(const std::string& args, std::string& output) {
-  auto dir = make_temp_dir("cfgout");
-  std::string out = (dir / "out").string();
-  int rc = std::system((std::string(BINDSD_PATH) + " " + args + " >" + out + " 2>&1").c_str());
-  output = read_file(out);
-  std::error_code ec;
-  fs::remove_all(dir, ec);
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
 
 TEST_P(BadConfig, RefusedWithFileLineAndKey) {
   auto dir = make_temp_dir("cfg");

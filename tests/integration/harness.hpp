@@ -208,6 +208,17 @@ inline std::string scalar(client::Client& c, const std::string& sql, std::option
   return client::value_text(c.query(sql, params, std::move(bind)).rows.at(0).at(0));
 }
 
+// Runs bindsd with args to completion (e.g. --check-config); its exit status, output in `output`.
+inline int run_bindsd(const std::string& args, std::string& output) {
+  auto dir = make_temp_dir("cfgout");
+  std::string out = (dir / "out").string();
+  int rc = std::system((std::string(BINDSD_PATH) + " " + args + " >" + out + " 2>&1").c_str());
+  output = read_file(out);
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
 // One cell of an admin table: the row whose first column is key, the column called name.
 inline std::string cell(const protocol::Table& t, const std::string& key, const std::string& name) {
   auto col = std::find(t.columns.begin(), t.columns.end(), name) - t.columns.begin();
