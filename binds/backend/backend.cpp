@@ -1,0 +1,40 @@
+#include "binds/backend/backend.hpp"
+
+#include <exception>
+
+namespace binds::backend {
+
+protocol::Value to_value(const ValueView& v) {
+  using protocol::Type;
+  switch (v.type) {
+    case Type::null: return protocol::Null{};
+    case Type::boolean: return v.b;
+    case Type::int64: return v.i;
+    case Type::float64: return v.f;
+    case Type::text: return std::string(v.s);
+    case Type::bytes: return protocol::Bytes{std::string(v.s)};
+    default: return protocol::Tagged{v.type, std::string(v.s)};
+  }
+}
+
+asio::awaitable<ConnectResult> connect(asio::any_io_executor ex, const DatabaseUrl& url,
+                                       const ConnectOptions& options) {
+  // The backends return errors as values; this is the last line of defence (bad_alloc, a bug)
+  // so that nothing escapes into the pool.
+  try {
+    switch (url.backend) {
+      case Backend::postgresql: co_return co_await detail::connect_postgresql(ex, url, options);
+      case Backend::mysql: co_return co_await detail::connect_mysql(ex, url, options);
+      case Backend::sqlite: co_return co_await detail::connect_sqlite(ex, url, options);
+    }
+  } catch (const std::exception& e) {
+    ConnectResult r;
+    r.error = BackendError{protocol::ErrorCode::backend_unavailable, e.what(), "", std::nullopt, false, false};
+    co_return r;
+  }
+  ConnectResult r;
+  r.error = BackendError{protocol::ErrorCode::internal, "unknown backend", "", std::nullopt, false, false};
+  co_return r;
+}
+
+}  // namespace binds::backend

@@ -1,0 +1,2 @@
+// Tests of this backend land with its implementation.
+#include <gtest/gtest.h>
