@@ -133,6 +133,7 @@ struct ConnectOptions {
   std::string sqlite_attach_dir;  // canonical folder ATTACH may open files in; "" = none
   std::chrono::milliseconds connect_timeout{10000};
   std::string application_name;   // reported to the backend where it has one ("" = bindsd)
+  int worker_threads = 4;         // SQLite: threads that run this database's statements
 };
 
 class Connection {

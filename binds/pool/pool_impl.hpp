@@ -1,0 +1,492 @@
+#pragma once
+// BasicPool's implementation (a template: instantiated for the steady clock and for tests' fake
+// clocks). Included by pool.hpp only.
+
+#include <algorithm>
+#include <string>
+
+namespace binds::pool {
+
+namespace detail {
+inline constexpr std::chrono::milliseconds kBackoffFirst{250};
+inline constexpr std::chrono::milliseconds kBackoffMax{5000};
+// An idle connection unused for longer than this is checked (without a round trip) before it is
+// leased: a backend that closed it meanwhile left an EOF or a FATAL message on the socket.
+inline constexpr std::chrono::milliseconds kCheckAfterIdle{1000};
+// A returned transaction gets this long to roll back before its connection is written off.
+inline constexpr std::chrono::milliseconds kRollbackDeadline{5000};
+
+inline BackendError make_error(protocol::ErrorCode code, std::string message) {
+  BackendError e;
+  e.code = code;
+  e.message = std::move(message);
+  return e;
+}
+}  // namespace detail
+
+template <class Clock>
+struct BasicPool<Clock>::Waiter : std::enable_shared_from_this<BasicPool<Clock>::Waiter> {
+  explicit Waiter(asio::any_io_executor ex) : signal(std::move(ex)) {}
+  // Only a wake-up signal: it never expires by itself (deadlines are Clock's, in maintain()).
+  asio::steady_timer signal;
+  std::unique_ptr<Slot> granted;
+  std::optional<BackendError> failed;
+  bool done = false;
+  time_point since{};
+  time_point deadline{};
+
+  // Lock held. Wakes the waiting coroutine on its own executor (timers are not thread-safe); the
+  // waiter runs on a strand, so this cannot overtake its async_wait.
+  void wake() {
+    done = true;
+    asio::post(signal.get_executor(), [self = this->shared_from_this()] { self->signal.cancel(); });
+  }
+};
+
+// ---- Lease ----
+
+template <class Clock>
+void BasicLease<Clock>::set_pinned(bool pinned) {
+  if (slot_) pool_->set_pinned(*slot_, pinned);
+}
+
+template <class Clock>
+void BasicLease<Clock>::release() {
+  if (!slot_) return;
+  auto pool = std::move(pool_);
+  pool->release(std::move(slot_), broken_);
+  broken_ = false;
+}
+
+// ---- Pool ----
+
+template <class Clock>
+BasicPool<Clock>::BasicPool(asio::any_io_executor ex, BindConfig config, Factory factory,
+                            std::shared_ptr<Budget> budget, std::chrono::milliseconds tick)
+    : strand_(asio::make_strand(ex)),
+      config_(std::move(config)),
+      factory_(std::move(factory)),
+      budget_(budget ? std::move(budget) : std::make_shared<LocalBudget>(config_.pool.max)),
+      tick_(tick) {}
+
+template <class Clock>
+BasicPool<Clock>::~BasicPool() = default;
+
+template <class Clock>
+void BasicPool<Clock>::start() {
+  {
+    std::lock_guard lock(mu_);
+    maybe_connect_locked();
+  }
+  if (tick_.count() > 0) {
+    timer_ = std::make_unique<asio::steady_timer>(strand_);
+    schedule_tick();
+  }
+}
+
+template <class Clock>
+void BasicPool<Clock>::schedule_tick() {
+  // Faster while someone waits (their deadlines), slow otherwise: an idle daemon stays quiet.
+  std::chrono::milliseconds next;
+  {
+    std::lock_guard lock(mu_);
+    if (stopped_) return;
+    next = waiters_.empty() ? tick_ * 5 : tick_;
+  }
+  timer_->expires_after(next);
+  timer_->async_wait([weak = this->weak_from_this()](boost::system::error_code ec) {
+    auto self = weak.lock();
+    if (ec || !self) return;
+    self->maintain();
+    self->schedule_tick();
+  });
+}
+
+template <class Clock>
+void BasicPool<Clock>::stop() {
+  std::deque<std::unique_ptr<Slot>> idle;
+  {
+    std::lock_guard lock(mu_);
+    stopped_ = true;
+    idle.swap(idle_);
+    for (auto& w : waiters_) {
+      w->failed = detail::make_error(protocol::ErrorCode::shutting_down, "bind " + config_.key + " is shutting down");
+      w->wake();
+    }
+    waiters_.clear();
+  }
+  if (timer_) asio::post(strand_, [self = this->shared_from_this()] { self->timer_->cancel(); });
+  for (auto& s : idle) close_slot(std::move(s));
+}
+
+template <class Clock>
+void BasicPool<Clock>::pause() {
+  std::lock_guard lock(mu_);
+  paused_ = true;
+}
+
+template <class Clock>
+void BasicPool<Clock>::resume() {
+  std::lock_guard lock(mu_);
+  paused_ = false;
+  draining_ = false;
+  while (!waiters_.empty() && !idle_.empty()) {
+    auto s = std::move(idle_.back());
+    idle_.pop_back();
+    grant_locked(std::move(s));
+  }
+  maybe_connect_locked();
+}
+
+template <class Clock>
+void BasicPool<Clock>::drain() {
+  std::deque<std::unique_ptr<Slot>> idle;
+  {
+    std::lock_guard lock(mu_);
+    paused_ = true;
+    draining_ = true;
+    idle.swap(idle_);
+  }
+  for (auto& s : idle) close_slot(std::move(s));
+}
+
+template <class Clock>
+void BasicPool<Clock>::reconnect() {
+  std::deque<std::unique_ptr<Slot>> idle;
+  {
+    std::lock_guard lock(mu_);
+    ++generation_;
+    idle.swap(idle_);
+  }
+  for (auto& s : idle) close_slot(std::move(s));
+  std::lock_guard lock(mu_);
+  maybe_connect_locked();  // back up to min with fresh connections
+}
+
+template <class Clock>
+void BasicPool<Clock>::retire() {
+  std::deque<std::unique_ptr<Slot>> idle;
+  {
+    std::lock_guard lock(mu_);
+    retired_ = true;
+    idle.swap(idle_);
+  }
+  for (auto& s : idle) close_slot(std::move(s));
+}
+
+template <class Clock>
+PoolStats BasicPool<Clock>::stats() {
+  std::lock_guard lock(mu_);
+  PoolStats s;
+  s.connecting = connecting_;
+  s.idle = static_cast<int>(idle_.size());
+  s.in_use = in_use_;
+  s.pinned = pinned_;
+  s.resetting = resetting_;
+  s.closing = closing_;
+  s.open = connecting_ + s.idle + in_use_ + resetting_;
+  s.waiting = static_cast<int>(waiters_.size());
+  s.connects = connects_;
+  s.connect_failures = connect_failures_;
+  s.acquire_timeouts = acquire_timeouts_;
+  s.closed_broken = closed_broken_;
+  s.backend_down = backend_down_;
+  s.paused = paused_;
+  s.draining = draining_;
+  s.retired = retired_;
+  if (!waiters_.empty())
+    s.longest_wait_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - waiters_.front()->since).count();
+  return s;
+}
+
+template <class Clock>
+BackendError BasicPool<Clock>::unavailable_error() const {
+  return detail::make_error(protocol::ErrorCode::backend_unavailable,
+                            "bind " + config_.key + ": backend unavailable: " + last_error_.message);
+}
+
+template <class Clock>
+asio::awaitable<typename BasicPool<Clock>::AcquireResult> BasicPool<Clock>::acquire() {
+  const auto ex = co_await asio::this_coro::executor;
+  for (;;) {
+    std::unique_ptr<Slot> slot;
+    std::shared_ptr<Waiter> waiter;
+    std::deque<std::unique_ptr<Slot>> stale;
+    {
+      std::lock_guard lock(mu_);
+      if (stopped_) {
+        co_return AcquireResult{
+            {}, detail::make_error(protocol::ErrorCode::shutting_down, "bind " + config_.key + " is shutting down")};
+      }
+      const auto now = Clock::now();
+      while (!paused_ && !idle_.empty()) {
+        auto s = std::move(idle_.back());
+        idle_.pop_back();
+        if (expired(*s, now) || s->generation != generation_) {
+          stale.push_back(std::move(s));
+          continue;
+        }
+        slot = std::move(s);
+        slot->state = SlotState::in_use;
+        ++in_use_;
+        break;
+      }
+      if (!slot) {
+        waiter = std::make_shared<Waiter>(ex);
+        waiter->since = now;
+        waiter->deadline = now + config_.pool.acquire_timeout;
+        waiter->signal.expires_at(asio::steady_timer::time_point::max());
+        waiters_.push_back(waiter);
+        maybe_connect_locked();
+      }
+    }
+    for (auto& s : stale) close_slot(std::move(s));
+    if (waiter) {
+      boost::system::error_code ec;
+      while (true) {
+        {
+          std::lock_guard lock(mu_);
+          if (waiter->done) break;
+        }
+        co_await waiter->signal.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      }
+      std::lock_guard lock(mu_);
+      if (waiter->failed) co_return AcquireResult{{}, std::move(waiter->failed)};
+      slot = std::move(waiter->granted);  // grant_locked counted it in_use
+    }
+    // A connection that sat idle may have been closed by the backend meanwhile (restart,
+    // pg_terminate_backend, its own idle timeout): find out without a round trip.
+    if (Clock::now() - slot->last_used >= detail::kCheckAfterIdle && !slot->conn->looks_alive()) {
+      {
+        std::lock_guard lock(mu_);
+        --in_use_;
+        ++closed_broken_;
+      }
+      close_slot(std::move(slot));
+      continue;
+    }
+    co_return AcquireResult{Lease(this->shared_from_this(), std::move(slot)), std::nullopt};
+  }
+}
+
+template <class Clock>
+void BasicPool<Clock>::set_pinned(Slot& slot, bool pinned) {
+  std::lock_guard lock(mu_);
+  if (pinned && slot.state == SlotState::in_use) {
+    slot.state = SlotState::pinned;
+    ++pinned_;
+  } else if (!pinned && slot.state == SlotState::pinned) {
+    slot.state = SlotState::in_use;
+    --pinned_;
+  }
+}
+
+template <class Clock>
+void BasicPool<Clock>::release(std::unique_ptr<Slot> slot, bool broken) {
+  std::unique_ptr<Slot> to_close;
+  {
+    std::lock_guard lock(mu_);
+    if (slot->state == SlotState::pinned) --pinned_;
+    if (slot->state == SlotState::pinned || slot->state == SlotState::in_use) --in_use_;
+    const auto now = Clock::now();
+    if (broken || slot->tx == TxStatus::unknown) {
+      ++closed_broken_;
+      to_close = std::move(slot);
+    } else if (slot->tx != TxStatus::idle) {
+      // Never hand a connection inside a transaction to anyone: roll back first.
+      slot->state = SlotState::resetting;
+      ++resetting_;
+      asio::co_spawn(strand_, rollback_then_release(std::move(slot)), asio::detached);
+      return;
+    } else if (stopped_ || draining_ || expired(*slot, now) || slot->generation != generation_ ||
+               (retired_ && waiters_.empty())) {
+      to_close = std::move(slot);
+    } else {
+      slot->last_used = now;
+      grant_locked(std::move(slot));
+      return;
+    }
+  }
+  close_slot(std::move(to_close));
+}
+
+template <class Clock>
+asio::awaitable<void> BasicPool<Clock>::rollback_then_release(std::unique_ptr<Slot> slot) {
+  auto self = this->shared_from_this();
+  // A hung backend must not hold the connection forever: abort it after the deadline (on this
+  // strand, where the receive runs).
+  asio::steady_timer deadline(strand_, detail::kRollbackDeadline);
+  auto* conn = slot->conn.get();
+  deadline.async_wait([conn](boost::system::error_code ec) {
+    if (!ec) conn->abort();
+  });
+  backend::DiscardSink sink;
+  const backend::Statement rollback{"ROLLBACK", {}};
+  auto out = co_await conn->execute(rollback, sink);
+  deadline.cancel();
+  bool ok = !out.error && out.tx == TxStatus::idle;
+  {
+    std::lock_guard lock(mu_);
+    --resetting_;
+    slot->state = SlotState::in_use;  // release() accounts it like a returned lease
+    ++in_use_;
+  }
+  slot->tx = ok ? TxStatus::idle : TxStatus::unknown;
+  release(std::move(slot), !ok);
+}
+
+template <class Clock>
+void BasicPool<Clock>::grant_locked(std::unique_ptr<Slot> slot) {
+  if (!paused_ && !draining_ && !waiters_.empty()) {
+    auto w = std::move(waiters_.front());
+    waiters_.pop_front();
+    slot->state = SlotState::in_use;
+    ++in_use_;
+    w->granted = std::move(slot);
+    w->wake();
+    return;
+  }
+  slot->state = SlotState::idle;
+  idle_.push_back(std::move(slot));
+}
+
+template <class Clock>
+void BasicPool<Clock>::close_slot(std::unique_ptr<Slot> slot) {
+  {
+    std::lock_guard lock(mu_);
+    slot->state = SlotState::closing;
+    ++closing_;
+  }
+  asio::co_spawn(
+      strand_,
+      [self = this->shared_from_this(), slot = std::move(slot)]() mutable -> asio::awaitable<void> {
+        try {
+          co_await slot->conn->close();
+        } catch (const std::exception&) {
+          // Closing is best effort: the socket goes with the connection object anyway.
+        }
+        slot.reset();
+        self->budget_->release();
+        std::lock_guard lock(self->mu_);
+        --self->closing_;
+        self->maybe_connect_locked();
+      },
+      asio::detached);
+}
+
+template <class Clock>
+void BasicPool<Clock>::maybe_connect_locked() {
+  if (stopped_ || paused_ || draining_) return;
+  if (Clock::now() < next_connect_) return;  // backing off; maintain() retries when it ends
+  const int open = connecting_ + static_cast<int>(idle_.size()) + in_use_ + resetting_;
+  int wanted = static_cast<int>(waiters_.size()) - connecting_;
+  if (!retired_) wanted = std::max(wanted, config_.pool.min - open);
+  // While the backend is down, probe with one connect at a time instead of a thundering herd.
+  if (backend_down_) wanted = std::min(wanted, 1 - connecting_);
+  for (; wanted > 0 && budget_->try_acquire(); --wanted) {
+    ++connecting_;
+    ++connect_attempts_;
+    asio::co_spawn(strand_, connect_one(), asio::detached);
+  }
+}
+
+template <class Clock>
+asio::awaitable<void> BasicPool<Clock>::connect_one() {
+  auto self = this->shared_from_this();
+  backend::ConnectResult r;
+  try {
+    r = co_await factory_(strand_);
+  } catch (const std::exception& e) {
+    r.error = detail::make_error(protocol::ErrorCode::backend_unavailable, e.what());
+  }
+  connect_done(std::move(r.conn), std::move(r.error));
+}
+
+template <class Clock>
+void BasicPool<Clock>::connect_done(std::unique_ptr<backend::Connection> conn, BackendError err) {
+  std::unique_lock lock(mu_);
+  --connecting_;
+  if (!conn) {
+    budget_->release();
+    ++connect_failures_;
+    backoff_ = backoff_.count() == 0 ? detail::kBackoffFirst : std::min(backoff_ * 2, detail::kBackoffMax);
+    next_connect_ = Clock::now() + backoff_;
+    if (err.code != protocol::ErrorCode::backend_unavailable) err.code = protocol::ErrorCode::backend_unavailable;
+    backend_down_ = true;
+    last_error_ = err;
+    // Nobody will be able to serve these waiters soon: tell them now rather than at their timeout.
+    const int open = connecting_ + static_cast<int>(idle_.size()) + in_use_ + resetting_;
+    if (open == 0) {
+      for (auto& w : waiters_) {
+        w->failed = unavailable_error();
+        w->wake();
+      }
+      waiters_.clear();
+    }
+    return;
+  }
+  ++connects_;
+  backend_down_ = false;
+  backoff_ = std::chrono::milliseconds(0);
+  auto slot = std::make_unique<Slot>();
+  slot->conn = std::move(conn);
+  slot->created = slot->last_used = Clock::now();
+  slot->generation = generation_;
+  if (stopped_ || draining_) {
+    lock.unlock();
+    close_slot(std::move(slot));
+    return;
+  }
+  grant_locked(std::move(slot));
+  maybe_connect_locked();
+}
+
+template <class Clock>
+void BasicPool<Clock>::maintain() {
+  std::deque<std::unique_ptr<Slot>> to_close;
+  {
+    std::lock_guard lock(mu_);
+    if (stopped_) return;
+    const auto now = Clock::now();
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      auto& w = *it;
+      if (now < w->deadline) {
+        ++it;
+        continue;
+      }
+      ++acquire_timeouts_;
+      const int open = connecting_ + static_cast<int>(idle_.size()) + in_use_ + resetting_;
+      const auto wait_ms = std::to_string(config_.pool.acquire_timeout.count());
+      if (backend_down_ && open - connecting_ == 0) {
+        w->failed = unavailable_error();
+      } else if (paused_) {
+        w->failed = detail::make_error(protocol::ErrorCode::pool_timeout, "bind " + config_.key +
+                                                                             " is paused by an administrator (waited " +
+                                                                             wait_ms + "ms)");
+      } else {
+        w->failed = detail::make_error(protocol::ErrorCode::pool_timeout,
+                                       "bind " + config_.key + ": no connection free within " + wait_ms +
+                                           "ms (pool max " + std::to_string(config_.pool.max) + ")");
+      }
+      w->wake();
+      it = waiters_.erase(it);
+    }
+    // Oldest-used connections sit at the front; retire them first.
+    int open = connecting_ + static_cast<int>(idle_.size()) + in_use_ + resetting_;
+    for (auto it = idle_.begin(); it != idle_.end();) {
+      const bool too_idle = now - (*it)->last_used >= config_.pool.idle_timeout && open > config_.pool.min;
+      if (too_idle || expired(**it, now) || draining_ || retired_ || (*it)->generation != generation_) {
+        to_close.push_back(std::move(*it));
+        it = idle_.erase(it);
+        --open;
+      } else {
+        ++it;
+      }
+    }
+    maybe_connect_locked();
+  }
+  for (auto& s : to_close) close_slot(std::move(s));
+}
+
+}  // namespace binds::pool
