@@ -404,6 +404,31 @@ void RowBatchWriter::add(const Row& row) {
   ++rows_;
 }
 
+void RowBatchWriter::add(std::span<const ValueView> row) {
+  StringSink sink{buf_};
+  Packer pk(sink);
+  pk.pack_array(static_cast<std::uint32_t>(row.size()));
+  for (const auto& v : row) {
+    switch (v.type) {
+      case Type::null: pk.pack_nil(); break;
+      case Type::boolean: v.b ? pk.pack_true() : pk.pack_false(); break;
+      case Type::int64: pk.pack_int64(v.i); break;
+      case Type::float64: pk.pack_double(v.f); break;
+      case Type::text: pack_str(pk, v.s); break;
+      case Type::bytes:
+        pk.pack_bin(static_cast<std::uint32_t>(v.s.size()));
+        pk.pack_bin_body(v.s.data(), static_cast<std::uint32_t>(v.s.size()));
+        break;
+      default: {
+        auto code = static_cast<std::int8_t>(static_cast<int>(v.type) - static_cast<int>(Type::decimal) + 1);
+        pk.pack_ext(v.s.size(), code);
+        pk.pack_ext_body(v.s.data(), static_cast<std::uint32_t>(v.s.size()));
+      }
+    }
+  }
+  ++rows_;
+}
+
 std::string RowBatchWriter::finish(std::uint32_t id) {
   std::string f = start_frame();
   f.reserve(kHeaderSize + 16 + buf_.size());

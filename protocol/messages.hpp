@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -101,6 +102,7 @@ std::string encode_binds(std::uint32_t id, const std::vector<BindInfo>& binds);
 class RowBatchWriter {
  public:
   void add(const Row& row);
+  void add(std::span<const ValueView> row);
   std::size_t rows() const { return rows_; }
   std::size_t bytes() const { return buf_.size(); }
   // Returns the frame and resets the writer for the next batch.

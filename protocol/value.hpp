@@ -59,4 +59,24 @@ struct Column {
 
 using Row = std::vector<Value>;
 
+// A value borrowed from someone's buffer (a backend's row, a request being decoded): what rows
+// travel as between a backend and a front end, with no heap allocation per value. Valid only as
+// long as the buffer it points into.
+struct ValueView {
+  Type type = Type::null;
+  bool b = false;         // boolean
+  std::int64_t i = 0;     // int64
+  double f = 0;           // float64
+  std::string_view s;     // text (UTF-8), bytes (raw octets), and the text of decimal..uuid
+
+  static ValueView null() { return {}; }
+  static ValueView boolean(bool v) { return {Type::boolean, v, 0, 0, {}}; }
+  static ValueView int64(std::int64_t v) { return {Type::int64, false, v, 0, {}}; }
+  static ValueView float64(double v) { return {Type::float64, false, 0, v, {}}; }
+  static ValueView text(std::string_view v) { return {Type::text, false, 0, 0, v}; }
+  static ValueView bytes(std::string_view v) { return {Type::bytes, false, 0, 0, v}; }
+  static ValueView tagged(Type t, std::string_view v) { return {t, false, 0, 0, v}; }
+};
+
+
 }  // namespace binds::protocol

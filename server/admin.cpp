@@ -72,7 +72,7 @@ bool Server::reload(std::string& message) {
       kept.push_back(key);
       continue;
     }
-    auto pool = std::make_shared<Pool>(io_, bind);
+    auto pool = engine::make_pool(io_.get_executor(), bind);
     rt->pools[key] = pool;
     fresh_pools.push_back(pool);
     if (it != old->pools.end()) {
@@ -89,7 +89,7 @@ bool Server::reload(std::string& message) {
     }
   }
   for (auto& p : fresh_pools) p->start();
-  std::atomic_store(&routes_, std::shared_ptr<const RouteTable>(rt));
+  engine_.set_routes(rt);
   // Old pools keep serving what already holds them (queued requests, open transactions) and are
   // cut after drain_timeout.
   for (auto& p : retired) {
@@ -106,7 +106,7 @@ bool Server::reload(std::string& message) {
                                           "drained for " + std::to_string(drain_ms) + " ms (shutdown.drain_timeout)");
       }
       p->stop();
-      // ~Pool joins its worker threads: not on an I/O thread.
+      // A pool may own blocking worker threads (whose destructor joins them): not on an I/O thread.
       asio::post(cancel_pool_, [p = std::move(p)]() mutable { p.reset(); });
     });
   }
@@ -133,7 +133,7 @@ AdminResult Server::admin(const protocol::AdminRequest& req) {
                  "errors", "bytes_out", "p50_ms", "p99_ms", "state"};
     for (const auto& [key, pool] : rt->pools) {
       auto ps = pool->stats();
-      auto st = stats_.get(key);
+      auto st = stats().get(key);
       std::string state = ps.draining ? "draining" : ps.paused ? "paused" : ps.backend_down ? "backend down" : "ok";
       t.rows.push_back({text(key), text(std::string(backend_name(pool->config().url.backend))), num(ps.open),
                         num(ps.in_use), num(ps.idle), num(ps.pinned), num(ps.waiting), num(ps.longest_wait_ms),

@@ -12,14 +12,14 @@
 #include <string_view>
 #include <vector>
 
-#include "binds/pool.hpp"
+#include "binds/pool/pool.hpp"
 #include "server/stats.hpp"
 
 namespace binds::server {
 
 struct BindMetrics {           // one bind, as the server sees it at scrape time
   std::string key, backend;    // backend: "postgresql" | "mysql" | "sqlite"
-  PoolStats pool;
+  pool::PoolStats pool;
   bool reachable = true;       // false while the pool reports backend_down
   std::shared_ptr<BindStats> stats;  // never null
 };

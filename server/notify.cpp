@@ -127,7 +127,7 @@ void Heartbeat::start() {
   boost::asio::dispatch(strand_, [this] {
     auto now = std::chrono::steady_clock::now();
     last_rate_at_ = now;
-    last_queries_ = server_.counters().queries.load();
+    last_queries_ = server_.engine().counters().queries.load();
     send_status();
     next_status_ = now + status_every_;
     if (watchdog_every_) {
@@ -175,14 +175,15 @@ void Heartbeat::tick() {
 void Heartbeat::send_status() {
   auto now = std::chrono::steady_clock::now();
   auto& c = server_.counters();
-  std::uint64_t q = c.queries.load();
+  auto& ec = server_.engine().counters();
+  std::uint64_t q = ec.queries.load();
   double secs = std::chrono::duration<double>(now - last_rate_at_).count();
   double rate = secs > 0.05 ? static_cast<double>(q - last_queries_) / secs : 0.0;
   last_queries_ = q;
   last_rate_at_ = now;
   auto rt = server_.routes();
   std::size_t binds = rt ? rt->pools.size() : 0;
-  send_with("STATUS=" + status_line(binds, c.clients_now.load(), rate, q, c.errors.load()), MSG_DONTWAIT);
+  send_with("STATUS=" + status_line(binds, c.clients_now.load(), rate, q, ec.errors.load()), MSG_DONTWAIT);
 }
 
 }  // namespace binds::server::notify

@@ -1,15 +1,14 @@
 #pragma once
-// A client's outgoing frame queue: the bounded queue between driver worker threads (which produce
-// result frames) and the session's writer coroutine (which drains them to the socket).
-// A worker that finds the queue full blocks until the client reads, which stalls only that query:
-// the daemon's memory per client stays near `limit`.
+// A client's outgoing frames: filled by the engine's replies and drained to the socket by the
+// session's writer. Everything runs on the session's strand, so there is no lock.
+//
+// Backpressure: when the unwritten bytes pass `limit`, the engine's backends stop reading results
+// (they await room()) and the session stops reading requests, so a client that does not read holds
+// about `limit` bytes of the daemon's memory, and its write deadline cuts it off.
 
 #include <utility>
 #include <boost/asio.hpp>
-#include <atomic>
-#include <condition_variable>
 #include <deque>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -23,104 +22,74 @@ class Outbox {
   // frames (PONGs) must hit the limit as surely as a few big ones. bytes() counts it.
   static constexpr std::size_t kFrameOverhead = 64;
 
-  Outbox(asio::any_io_executor strand, std::size_t limit) : signal_(strand), limit_(limit) {}
+  Outbox(asio::any_io_executor strand, std::size_t limit) : writer_signal_(strand), room_signal_(strand), limit_(limit) {}
 
-  // Worker threads only (may block). False if the client is gone, or if `give_up` became true
-  // while waiting (the request was abandoned; see wake_blocked()).
-  bool push_blocking(std::string frame, const std::atomic<bool>* give_up = nullptr) {
-    std::unique_lock lock(mu_);
-    space_.wait(lock, [&] { return closed_ || bytes_ < limit_ || (give_up && give_up->load()); });
-    if (closed_ || (give_up && give_up->load())) return false;
-    enqueue_locked(std::move(frame));
-    return true;
-  }
-
-  // Any thread: re-checks every blocked push_blocking() (after its give_up flag was set).
-  void wake_blocked() {
-    { std::lock_guard lock(mu_); }
-    space_.notify_all();
-  }
-
-  // Session strand only: never blocks. For small control frames (COMPLETE, ERROR, PONG, …), which
-  // must not wait behind a full queue. Returns false if the client is gone.
+  // Never blocks. False if the client is gone.
   bool push(std::string frame) {
-    std::lock_guard lock(mu_);
     if (closed_) return false;
-    enqueue_locked(std::move(frame));
+    bytes_ += frame.size() + kFrameOverhead;
+    q_.push_back(std::move(frame));
+    if (writer_waiting_) {
+      writer_waiting_ = false;
+      writer_signal_.cancel();
+    }
     return true;
   }
 
-  std::size_t bytes() {
-    std::lock_guard lock(mu_);
-    return bytes_;
+  std::size_t bytes() const { return bytes_; }
+  bool full() const { return bytes_ >= limit_; }
+  bool closed() const { return closed_; }
+
+  // Waits until the client has read enough to be under the limit. False once closed.
+  asio::awaitable<bool> room() {
+    while (!closed_ && bytes_ >= limit_) {
+      room_signal_.expires_at(asio::steady_timer::time_point::max());
+      boost::system::error_code ec;
+      co_await room_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    co_return !closed_;
   }
 
-  // Writer side, on the strand. Waits for frames; false once closed and drained.
+  // Writer: waits for frames; false once closed and drained.
   asio::awaitable<bool> take(std::vector<std::string>& out) {
     for (;;) {
-      {
-        std::lock_guard lock(mu_);
-        if (!q_.empty()) {
-          out.assign(std::make_move_iterator(q_.begin()), std::make_move_iterator(q_.end()));
-          q_.clear();
-          writer_waiting_ = false;
-          co_return true;
-        }
-        if (closed_) co_return false;
-        writer_waiting_ = true;
-        signal_.expires_at(asio::steady_timer::time_point::max());
+      if (!q_.empty()) {
+        out.assign(std::make_move_iterator(q_.begin()), std::make_move_iterator(q_.end()));
+        q_.clear();
+        co_return true;
       }
+      if (closed_) co_return false;
+      writer_waiting_ = true;
+      writer_signal_.expires_at(asio::steady_timer::time_point::max());
       boost::system::error_code ec;
-      co_await signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      co_await writer_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
   }
 
-  // Writer side: the frames handed out by take() are on the wire; their bytes no longer count.
-  void written(std::size_t n) {
-    {
-      std::lock_guard lock(mu_);
-      bytes_ -= std::min(bytes_, n);
-    }
-    space_.notify_all();
+  // Writer: frames handed out by take() are on the wire; their bytes no longer count.
+  void written(std::size_t frames, std::size_t bytes) {
+    bytes_ -= std::min(bytes_, bytes + frames * kFrameOverhead);
+    if (bytes_ < limit_) room_signal_.cancel();
   }
 
-  // Any thread. Wakes blocked workers (they see false) and the writer (it drains and stops).
+  // No more frames; the writer drains what is queued and stops; room() waiters give up.
   void close() {
-    {
-      std::lock_guard lock(mu_);
-      closed_ = true;
-      wake_writer_locked();
-    }
-    space_.notify_all();
+    closed_ = true;
+    writer_signal_.cancel();
+    room_signal_.cancel();
   }
 
   // Drops queued frames as well (the socket is gone, nobody will read them).
   void abort() {
-    {
-      std::lock_guard lock(mu_);
-      q_.clear();
-      bytes_ = 0;
-    }
+    q_.clear();
+    bytes_ = 0;
     close();
   }
 
  private:
-  void enqueue_locked(std::string frame) {
-    bytes_ += frame.size() + kFrameOverhead;
-    q_.push_back(std::move(frame));
-    wake_writer_locked();
-  }
-  void wake_writer_locked() {
-    if (!writer_waiting_) return;
-    writer_waiting_ = false;
-    // The timer belongs to the strand; cancel it there (Asio timers are not thread-safe).
-    asio::post(signal_.get_executor(), [this] { signal_.cancel(); });
-  }
-
-  asio::steady_timer signal_;
+  asio::steady_timer writer_signal_;
+  asio::steady_timer room_signal_;
   const std::size_t limit_;
-  std::mutex mu_;
-  std::condition_variable space_;
   std::deque<std::string> q_;
   std::size_t bytes_ = 0;
   bool closed_ = false;

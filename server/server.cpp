@@ -24,19 +24,12 @@ void log_exception(std::exception_ptr e, const char* what) {
 }
 }  // namespace
 
-std::shared_ptr<Pool> RouteTable::resolve(const std::optional<std::string>& key,
-                                          std::string& resolved) const {
-  resolved = key && !key->empty() ? *key : config->default_bind;
-  auto it = pools.find(resolved);
-  return it == pools.end() ? nullptr : it->second;
-}
-
 Server::Server(std::shared_ptr<const Config> config, int threads, ConfigLoader loader)
     : threads_(std::max(1, threads)), loader_(std::move(loader)), stop_timer_(io_) {
   auto rt = std::make_shared<RouteTable>();
   rt->config = config;
-  for (const auto& [key, bind] : config->binds) rt->pools[key] = std::make_shared<Pool>(io_, bind);
-  routes_ = std::move(rt);
+  for (const auto& [key, bind] : config->binds) rt->pools[key] = engine::make_pool(io_.get_executor(), bind);
+  engine_.set_routes(std::move(rt));
 }
 
 Server::~Server() = default;
@@ -180,7 +173,7 @@ MetricsSnapshot Server::metrics_snapshot() {
     b.backend = std::string(backend_name(pool->config().url.backend));
     b.pool = pool->stats();
     b.reachable = !b.pool.backend_down;
-    b.stats = stats_.get(key);
+    b.stats = stats().get(key);
     m.binds.push_back(std::move(b));
   }
   m.clients_now = counters_.clients_now;
@@ -199,7 +192,7 @@ void Server::run() {
   io_.run();
   for (auto& t : threads) t.join();
   // Pools go before the io_context they post to; let their last posted handlers run first.
-  routes_.reset();
+  engine_.set_routes(nullptr);
   io_.restart();
   io_.poll();
 }

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "binds/config.hpp"
-#include "binds/pool.hpp"
+#include "binds/engine/engine.hpp"
 #include "protocol/messages.hpp"
 #include "server/metrics.hpp"
 #include "server/stats.hpp"
@@ -22,21 +22,13 @@ namespace binds::server {
 
 namespace asio = boost::asio;
 
-// An immutable routing snapshot. Reload builds a new one and swaps it in atomically;
-// sessions take a snapshot per request, so a request never sees half a config.
-struct RouteTable {
-  std::shared_ptr<const Config> config;
-  std::map<std::string, std::shared_ptr<Pool>> pools;
-
-  // nullopt/empty key → default bind. nullptr if unknown.
-  std::shared_ptr<Pool> resolve(const std::optional<std::string>& key, std::string& resolved) const;
-};
+// The routing snapshot lives in the engine; reload swaps it.
+using RouteTable = engine::Routes;
+using pool::Pool;
 
 struct ServerCounters {
   std::atomic<std::uint64_t> clients_total{0};
   std::atomic<std::int64_t> clients_now{0};
-  std::atomic<std::uint64_t> queries{0};
-  std::atomic<std::uint64_t> errors{0};
   std::atomic<std::uint64_t> reloads_ok{0};
   std::atomic<std::uint64_t> reloads_failed{0};
 };
@@ -75,7 +67,8 @@ class Server {
   // Any thread: stop accepting, close client sessions, close pools, return from run().
   void stop();
 
-  std::shared_ptr<const RouteTable> routes() const { return std::atomic_load(&routes_); }
+  std::shared_ptr<const RouteTable> routes() const { return engine_.routes(); }
+  engine::Engine& engine() { return engine_; }
   ServerCounters& counters() { return counters_; }
   // The TCP port actually bound (useful when the config asked for port 0). 0 if none.
   unsigned short tcp_port() const { return tcp_port_; }
@@ -93,7 +86,7 @@ class Server {
                             EndTransactions end_transactions = {});
   void remove_session(std::uint64_t id);
 
-  StatsRegistry& stats() { return stats_; }
+  StatsRegistry& stats() { return engine_.stats(); }
   // What /metrics and /readyz show. Any thread.
   MetricsSnapshot metrics_snapshot();
   // The port of the metrics listener (0 if none); for tests that configured port 0.
@@ -119,7 +112,7 @@ class Server {
   asio::io_context io_;
   asio::thread_pool cancel_pool_{2};
   int threads_;
-  std::shared_ptr<const RouteTable> routes_;
+  engine::Engine engine_{nullptr};
   ServerCounters counters_;
   unsigned short tcp_port_ = 0;
   std::string unix_path_;
@@ -127,7 +120,6 @@ class Server {
   std::optional<asio::local::stream_protocol::acceptor> unix_acceptor_;
 
   ConfigLoader loader_;
-  StatsRegistry stats_;
   mutable std::mutex reload_mu_;
   std::string last_reload_error_;
 

@@ -50,23 +50,8 @@ enum class TxStatus {
   unknown,    // status could not be read (connection broken)
 };
 
-// One value of a result row, borrowed from the backend's buffers: valid only during the
-// ResultSink::row() call it is passed to. No heap allocation per value.
-struct ValueView {
-  protocol::Type type = protocol::Type::null;
-  bool b = false;         // boolean
-  std::int64_t i = 0;     // int64
-  double f = 0;           // float64
-  std::string_view s;     // text (UTF-8), bytes (raw octets), and the text of decimal..uuid
-
-  static ValueView null() { return {}; }
-  static ValueView boolean(bool v) { return {protocol::Type::boolean, v, 0, 0, {}}; }
-  static ValueView int64(std::int64_t v) { return {protocol::Type::int64, false, v, 0, {}}; }
-  static ValueView float64(double v) { return {protocol::Type::float64, false, 0, v, {}}; }
-  static ValueView text(std::string_view v) { return {protocol::Type::text, false, 0, 0, v}; }
-  static ValueView bytes(std::string_view v) { return {protocol::Type::bytes, false, 0, 0, v}; }
-  static ValueView tagged(protocol::Type t, std::string_view v) { return {t, false, 0, 0, v}; }
-};
+// One value of a result row, borrowed from the backend's buffers (protocol/value.hpp).
+using protocol::ValueView;
 
 // The owning protocol::Value of a view (for tests and slow paths; allocates).
 protocol::Value to_value(const ValueView& v);

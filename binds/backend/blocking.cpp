@@ -229,12 +229,24 @@ class BlockingConnection final : public Connection {
       if (!shared->conn) {
         err = binds::BackendError{protocol::ErrorCode::backend_unavailable, "the connection is closed", "",
                                   std::nullopt, true, false};
+      } else if (x->was_aborted()) {
+        // Given up on before a worker was free to start it: it must not run now, unseen.
+        err = binds::BackendError{protocol::ErrorCode::backend_unavailable, "abandoned before it started", "",
+                                  std::nullopt, true, false};
       } else {
         BatchingSink rows(*x, max_row);
         if (op.reset) {
           err = shared->conn->reset();
         } else {
+          {
+            std::lock_guard lock(shared->cancel_mu);
+            shared->cancellable = x.get();
+          }
           err = shared->conn->execute(op.sql, op.params, rows, result);
+          {
+            std::lock_guard lock(shared->cancel_mu);
+            shared->cancellable = nullptr;
+          }
           too_large = rows.too_large();
           if (!too_large) rows.flush();
         }
@@ -304,9 +316,13 @@ class BlockingConnection final : public Connection {
   }
 
   void cancel() override {
+    auto x = current_.lock();
+    if (!x || !shared_) return;
     // The drivers' cancellers may block (a network round trip): they run on the cancel thread.
-    // Their gate forwards a cancel only while a statement runs.
-    asio::post(workers_->cancels, [c = shared_->canceller] { c->cancel(); });
+    asio::post(workers_->cancels, [shared = shared_, x] {
+      std::lock_guard lock(shared->cancel_mu);
+      if (shared->cancellable == x.get()) shared->canceller->cancel();
+    });
   }
 
   void abort() override {
@@ -347,6 +363,12 @@ class BlockingConnection final : public Connection {
     std::unique_ptr<binds::Connection> conn;  // used on worker threads only
     std::shared_ptr<binds::Canceller> canceller;
     std::atomic<bool> busy{false};            // a statement job holds it
+    // Which statement may be cancelled: a cancel is for one exchange, and fires only while that
+    // exchange's statement is the one on the connection (a late cancel must never reach the next
+    // client's statement). Held across the cancel itself, so the next statement cannot start
+    // underneath it.
+    std::mutex cancel_mu;
+    const Exchange* cancellable = nullptr;
   };
   struct Op {
     bool reset = false;
