@@ -11,6 +11,10 @@
 #   testdb.sh freeze-pg|thaw-pg|freeze-mysql|thaw-mysql DIR
 #                              SIGSTOP / SIGCONT every server process: a backend that hangs
 #
+# PostgreSQL serves TLS (ssl=on, a certificate for 127.0.0.1 signed by a throw-away root in DIR/pg,
+# exported as BINDS_TEST_PG_TLS_ROOT) as Debian's own cluster does, so clients that prefer TLS get
+# it; TESTDB_PG_SSL=off at start leaves it plain (benchmarks compare against plain PgBouncer).
+#
 # Everything lives under DIR; nothing touches the system instances or their config files
 # (--no-defaults, private sockets), so several copies can run side by side.
 set -euo pipefail
@@ -62,7 +66,7 @@ start_pg() {
   # pg_ctl -w polls the server itself; -t bounds the wait.
   if ! out=$(runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$DIR/pg/data" -l "$DIR/pg/server.log" \
       -w -t "$WAIT_SECONDS" \
-      -o "-k $DIR/pg -p $PG_PORT -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off" \
+      -o "-k $DIR/pg -p $PG_PORT -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off $(pg_ssl_options)" \
       start 2>&1); then
     echo "$out" >&2
     log_tail "$DIR/pg/server.log"
@@ -109,6 +113,27 @@ signal_server() {
   kill "-$sig" $(server_pids "$which")
 }
 
+pg_ssl_options() {
+  if [[ ${PG_SSL:-off} == on ]]; then
+    echo "-c ssl=on -c ssl_cert_file=$DIR/pg/server.crt -c ssl_key_file=$DIR/pg/server.key"
+  fi
+}
+
+# A root certificate and a server certificate it signed, for 127.0.0.1 only (verify-full against
+# "localhost" must fail).
+make_pg_certificates() {
+  local d=$DIR/pg
+  openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj "/CN=binds test root" \
+    -keyout "$d/root.key" -out "$d/root.crt" >/dev/null 2>&1 || die "openssl: root certificate"
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$d/server.key" -out "$d/server.csr" >/dev/null 2>&1 || die "openssl: server key"
+  printf 'subjectAltName=IP:127.0.0.1\n' >"$d/server.ext"
+  openssl x509 -req -in "$d/server.csr" -CA "$d/root.crt" -CAkey "$d/root.key" -CAcreateserial \
+    -days 30 -extfile "$d/server.ext" -out "$d/server.crt" >/dev/null 2>&1 || die "openssl: server certificate"
+  chown postgres: "$d/server.key" "$d/server.crt"
+  chmod 600 "$d/server.key"
+}
+
 init_pg() {
   mkdir -p "$DIR/pg"
   # initdb refuses to run as root, and the server must own its data directory.
@@ -118,6 +143,7 @@ init_pg() {
     log_tail "$DIR/pg/initdb.log"
     die "initdb failed"
   fi
+  if [[ ${PG_SSL:-off} == on ]]; then make_pg_certificates; fi
   start_pg
   pg_psql -c "CREATE ROLE $DB_USER LOGIN SUPERUSER PASSWORD '$DB_PASSWORD'" \
     -c "CREATE DATABASE $DB_NAME OWNER $DB_USER" >/dev/null
@@ -222,7 +248,9 @@ case $CMD in
     PG_PORT=$(free_port)
     MYSQL_PORT=$(free_port)
     while [[ $MYSQL_PORT == "$PG_PORT" ]]; do MYSQL_PORT=$(free_port); done
-    printf 'PG_PORT=%s\nMYSQL_PORT=%s\n' "$PG_PORT" "$MYSQL_PORT" >"$DIR/ports"
+    PG_SSL=${TESTDB_PG_SSL:-on}
+    [[ $PG_SSL == on || $PG_SSL == off ]] || die "TESTDB_PG_SSL must be on or off"
+    printf 'PG_PORT=%s\nMYSQL_PORT=%s\nPG_SSL=%s\n' "$PG_PORT" "$MYSQL_PORT" "$PG_SSL" >"$DIR/ports"
     init_pg
     if ! (init_mysql); then
       stop_pg
@@ -235,6 +263,12 @@ export BINDS_TEST_MYSQL_PORT=$MYSQL_PORT
 export BINDS_TEST_PG_URL=postgresql://$DB_USER:$DB_PASSWORD@127.0.0.1:$PG_PORT/$DB_NAME
 export BINDS_TEST_MYSQL_URL=mysql://$DB_USER:$DB_PASSWORD@127.0.0.1:$MYSQL_PORT/$DB_NAME
 EOF
+    if [[ $PG_SSL == on ]]; then
+      cat >>"$DIR/env" <<EOF
+export BINDS_TEST_PG_TLS_URL=postgresql://$DB_USER:$DB_PASSWORD@127.0.0.1:$PG_PORT/$DB_NAME
+export BINDS_TEST_PG_TLS_ROOT=$DIR/pg/root.crt
+EOF
+    fi
     cat "$DIR/env"
     ;;
   stop)
