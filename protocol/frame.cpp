@@ -41,6 +41,8 @@ void FrameDecoder::feed(const void* data, std::size_t size) {
   if (pos_ > 0 && (pos_ == buf_.size() || pos_ > 64 * 1024)) {
     buf_.erase(0, pos_);
     pos_ = 0;
+    // One big frame must not leave every idle client holding its buffer.
+    if (buf_.empty() && buf_.capacity() > 64 * 1024) std::string().swap(buf_);
   }
   buf_.append(static_cast<const char*>(data), size);
 }

@@ -64,6 +64,13 @@ class FrameDecoder {
 
   const std::string& error() const { return error_; }
   std::size_t buffered() const { return buf_.size() - pos_; }
+  // Releases the memory of frames already returned (an idle connection keeps nothing).
+  void compact() {
+    if (pos_ == buf_.size()) {
+      std::string().swap(buf_);
+      pos_ = 0;
+    }
+  }
 
  private:
   std::uint32_t max_body_;

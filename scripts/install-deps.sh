@@ -9,7 +9,7 @@ export DEBIAN_FRONTEND=noninteractive
 build_pkgs=(
   build-essential cmake pkg-config git
   libboost1.74-dev libboost-system1.74-dev
-  libpqxx-dev libpq-dev libssl-dev libmysqlcppconn-dev libmariadb-dev libsqlite3-dev
+  libpq-dev libssl-dev libmariadb-dev libsqlite3-dev
   libspdlog-dev libfmt-dev libyaml-cpp-dev libmsgpack-cxx-dev
   libsystemd-dev
 )

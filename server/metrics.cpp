@@ -196,6 +196,8 @@ std::string render_prometheus(const MetricsSnapshot& s) {
       e.sample("binds_errors_total", bind_label(b) + "," + label("code", code), n);
     }
   }
+  e.family("binds_pipelined_total", "counter", "Requests sent to the backend behind an unanswered request of the same client.");
+  for (const auto& b : s.binds) e.sample("binds_pipelined_total", bind_label(b), b.stats->pipelined.load(std::memory_order_relaxed));
   e.family("binds_bytes_out_total", "counter", "Result bytes sent to clients.");
   for (const auto& b : s.binds) e.sample("binds_bytes_out_total", bind_label(b), b.stats->bytes_out.load(std::memory_order_relaxed));
 

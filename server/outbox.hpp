@@ -40,9 +40,11 @@ class Outbox {
   bool full() const { return bytes_ >= limit_; }
   bool closed() const { return closed_; }
 
-  // Waits until the client has read enough to be under the limit. False once closed.
-  asio::awaitable<bool> room() {
+  // Waits until the client has read enough to be under the limit. False once closed, or once
+  // *give_up is true (checked at every wake_room_waiters()).
+  asio::awaitable<bool> room(const bool* give_up = nullptr) {
     while (!closed_ && bytes_ >= limit_) {
+      if (give_up && *give_up) co_return false;
       room_signal_.expires_at(asio::steady_timer::time_point::max());
       boost::system::error_code ec;
       co_await room_signal_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
@@ -71,6 +73,9 @@ class Outbox {
     bytes_ -= std::min(bytes_, bytes + frames * kFrameOverhead);
     if (bytes_ < limit_) room_signal_.cancel();
   }
+
+  // Wakes room() waiters so they look at their give_up flag again.
+  void wake_room_waiters() { room_signal_.cancel(); }
 
   // No more frames; the writer drains what is queued and stops; room() waiters give up.
   void close() {

@@ -1,6 +1,7 @@
 #include "server/server.hpp"
 
 #include <spdlog/spdlog.h>
+#include <malloc.h>
 #include <sys/stat.h>
 
 #include <filesystem>
@@ -125,6 +126,7 @@ void Server::start() {
   }
   listening_ = true;
   if (rt->config->stats_interval.count() > 0) asio::co_spawn(io_, stats_lines(), asio::detached);
+  asio::co_spawn(io_, trim_memory(), asio::detached);
   if (tcp_acceptor_)
     asio::co_spawn(io_, accept_loop(*this, *tcp_acceptor_, stopping_),
                    [](std::exception_ptr e) { log_exception(e, "tcp listener"); });
@@ -146,6 +148,22 @@ std::uint64_t Server::add_session(std::function<void(bool)> closer, std::shared_
 void Server::remove_session(std::uint64_t id) {
   std::lock_guard lock(sessions_mu_);
   sessions_.erase(id);
+}
+
+asio::awaitable<void> Server::trim_memory() {
+  // glibc keeps freed memory in its heaps; after clients leave, give it back (a burst of 10,000
+  // clients must not pin its memory for the daemon's life). Cheap, and only after departures.
+  asio::steady_timer timer(io_);
+  std::int64_t last = counters_.clients_now.load();
+  while (!stopping_) {
+    timer.expires_after(5s);
+    boost::system::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (stopping_) break;
+    const std::int64_t now = counters_.clients_now.load();
+    if (now < last) malloc_trim(0);
+    last = now;
+  }
 }
 
 asio::awaitable<void> Server::stats_lines() {

@@ -108,6 +108,7 @@ class Server {
   void open_unix(const std::string& path);
   asio::awaitable<void> drain_and_stop();
   asio::awaitable<void> stats_lines();  // the optional periodic stats log line
+  asio::awaitable<void> trim_memory();  // returns freed memory to the system after clients leave
 
   asio::io_context io_;
   asio::thread_pool cancel_pool_{2};

@@ -64,7 +64,8 @@ class NativeResponder final : public engine::Responder {
     return bytes;
   }
   bool full() const override { return out_.full(); }
-  asio::awaitable<bool> drained() override { return out_.room(); }
+  asio::awaitable<bool> drained(const bool* give_up) override { return out_.room(give_up); }
+  void wake() override { out_.wake_room_waiters(); }
   std::size_t max_row_bytes() const override {
     return limits_.max_frame > kRowsOverhead ? limits_.max_frame - kRowsOverhead : 0;
   }
@@ -375,10 +376,18 @@ std::string handle_frame(const SessionPtr<Socket>& s, FrameDecoder& dec, const F
   return {};
 }
 
+// Reads go through one buffer per I/O thread, filled only once the socket is readable: an idle
+// client holds no read buffer at all (10,000 idle clients must cost little). A function, not a
+// thread_local named inside the coroutine: a coroutine may resume on another thread, and the
+// compiler may keep the address it computed before the suspension.
+[[gnu::noinline]] asio::mutable_buffer read_buffer() {
+  static thread_local std::array<char, 64 * 1024> buf;
+  return asio::buffer(buf);
+}
+
 template <class Socket>
 asio::awaitable<std::string> read_loop(const SessionPtr<Socket>& s) {
   FrameDecoder dec(protocol::kPreHandshakeMaxFrame);
-  std::array<char, 16 * 1024> buf;
   Frame f;
   bool partial = false;  // a frame has begun to arrive and its read deadline is armed
   for (;;) {
@@ -391,13 +400,19 @@ asio::awaitable<std::string> read_loop(const SessionPtr<Socket>& s) {
     }
     if (!s->close_reason.empty()) co_return s->close_reason;
     boost::system::error_code ec;
-    std::size_t n = co_await s->socket.async_read_some(asio::buffer(buf), asio::redirect_error(asio::use_awaitable, ec));
+    co_await s->socket.async_wait(Socket::wait_read, asio::redirect_error(asio::use_awaitable, ec));
+    if (!ec) {
+      std::size_t n = 0;
+      auto buf = read_buffer();
+      n = s->socket.read_some(buf, ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
+      if (!ec) dec.feed(buf.data(), n);
+    }
     if (ec) {
       if (!s->close_reason.empty()) co_return s->close_reason;
       if (ec == asio::error::eof) co_return "client closed the connection";
       co_return "read failed: " + ec.message();
     }
-    dec.feed(buf.data(), n);
     bool completed = false;
     for (;;) {
       auto st = dec.next(f);
@@ -409,9 +424,11 @@ asio::awaitable<std::string> read_loop(const SessionPtr<Socket>& s) {
       completed = true;
       if (auto reason = handle_frame(s, dec, f); !reason.empty()) co_return reason;
     }
+    if (f.body.capacity() > 4096) std::string().swap(f.body);  // a big frame's memory goes with it
     // Every frame that has begun must arrive in full within read_timeout (after HELLO; before it,
     // the handshake deadline covers everything).
     if (dec.buffered() == 0) {
+      dec.compact();
       if (partial) s->frame_deadline.cancel();
       partial = false;
     } else if (s->hello_done && (!partial || completed)) {
@@ -462,6 +479,11 @@ asio::awaitable<void> session_main(Server& server, Socket socket, std::string pe
   server.counters().clients_now++;
   spdlog::info("client #{} connected from {}", s->id, s->peer);
 
+  {
+    // Reads are read_some() after async_wait(): the socket must not block if the data went away.
+    boost::system::error_code nec;
+    s->socket.non_blocking(true, nec);
+  }
   s->writer_running = true;
   s->writer_done.expires_at(asio::steady_timer::time_point::max());
   asio::co_spawn(ex, run_writer(s), asio::detached);

@@ -7,7 +7,7 @@
 #include <mutex>
 #include <vector>
 
-#include "binds/driver.hpp"
+#include "binds/backend/driver.hpp"
 
 namespace binds::backend {
 
@@ -162,7 +162,7 @@ class BatchingSink final : public binds::RowSink {
 };
 
 BackendError convert(const binds::BackendError& e) {
-  return BackendError{e.code, e.message, e.sqlstate, e.number, e.connection_broken, e.interrupted};
+  return e;
 }
 
 TxStatus convert(binds::TxStatus t) {

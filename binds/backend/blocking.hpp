@@ -1,5 +1,5 @@
 #pragma once
-// A blocking driver (binds/driver.hpp) behind the async contract: each statement runs on a worker
+// A blocking driver (binds/backend/driver.hpp) behind the async contract: each statement runs on a worker
 // thread of the caller's choosing and its rows come back in batches, so a result costs one
 // hand-off per batch rather than one per row. SQLite, which has no socket to wait on, runs this
 // way for good; PostgreSQL and MySQL ran this way until their async backends landed.

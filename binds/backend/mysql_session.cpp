@@ -318,6 +318,10 @@ void Canceller::cancel() {
   {
     std::lock_guard lock(mu_);
     if (!running_ || closed_) return;
+    // One KILL at a time per connection: the engine repeats its cancel until the statement ends,
+    // and a storm of side connections each sending KILL QUERY to one thread stalls MariaDB itself
+    // (seen: KILL QUERY waiting 9 s while new connections timed out in the handshake).
+    if (in_flight_ > 0) return;
     seq = seq_;
     ex = ex_;
     ++in_flight_;

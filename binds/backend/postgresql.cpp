@@ -783,6 +783,9 @@ asio::awaitable<Outcome> PgConnection::receive(ResultSink& sink) {
 
 void PgConnection::cancel() {
   if (closed_.load() || !target_.valid() || on_wire_.load() == 0) return;
+  // One cancel request at a time: the engine repeats its cancel until the statement ends, and a
+  // storm of cancel connections (each one a forked process on the server) helps nobody.
+  if (tracker_->in_flight.load() > 0) return;
   // Counted before the request leaves, so every statement already written sees it.
   cancel_seq_.fetch_add(1);
   cancels_.fetch_add(1);

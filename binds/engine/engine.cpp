@@ -2,7 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include "binds/backend/blocking.hpp"
+#include <cctype>
+
 #include "binds/session_state.hpp"
 
 namespace binds::engine {
@@ -52,16 +53,17 @@ std::vector<std::string> begin_statements(Backend backend, protocol::Isolation i
 // One request's rows, forwarded to the front end under the request's id.
 class RequestSink final : public backend::ResultSink {
  public:
-  RequestSink(Responder& out, std::uint32_t id) : out_(out), id_(id) {}
+  RequestSink(Responder& out, std::uint32_t id, const bool& stopping) : out_(out), id_(id), stopping_(stopping) {}
   void columns(std::span<const protocol::Column> c) override { out_.columns(id_, c); }
   void row(std::span<const backend::ValueView> v) override { out_.row(id_, v); }
   bool full() const override { return out_.full(); }
-  asio::awaitable<bool> drained() override { return out_.drained(); }
+  asio::awaitable<bool> drained() override { return out_.drained(&stopping_); }
   std::size_t max_row_bytes() const override { return out_.max_row_bytes(); }
 
  private:
   Responder& out_;
   std::uint32_t id_;
+  const bool& stopping_;
 };
 
 }  // namespace
@@ -77,17 +79,11 @@ std::shared_ptr<pool::Pool> make_pool(asio::any_io_executor ex, const BindConfig
   options.bind_key = bind.key;
   options.sqlite_attach_dir = bind.attach_dir;
   options.worker_threads = std::min(bind.pool.max, 8);
-  pool::Factory factory;
-  if (bind.url.backend == Backend::sqlite) {
-    factory = [url = bind.url, options](asio::any_io_executor ex) { return backend::connect(ex, url, options); };
-  } else {
-    // Until their async backends land, PostgreSQL and MySQL run their blocking drivers on the
-    // pool's own threads: one per connection, so a slow statement never queues another.
-    auto workers = std::make_shared<backend::Workers>(static_cast<std::size_t>(bind.pool.max) + 1);
-    factory = [url = bind.url, options, workers](asio::any_io_executor) {
-      return backend::connect_blocking(url, options, workers);
-    };
-  }
+  // Connections open on the executor of whoever asked the pool (a client's strand); their I/O then
+  // runs on whichever strand awaits them, so a query crosses no thread.
+  pool::Factory factory = [url = bind.url, options](asio::any_io_executor ex) {
+    return backend::connect(ex, url, options);
+  };
   return std::make_shared<pool::Pool>(ex, bind, std::move(factory), nullptr);
 }
 
@@ -98,6 +94,7 @@ struct ClientSession::Running {
   std::uint32_t id = 0;
   backend::Connection* conn = nullptr;
   std::optional<ErrorCode> stop;  // why the server stopped it: cancelled or timeout
+  bool stopping = false;          // stop is set: its rows are no longer waited on
   bool abandoned = false;         // the backend did not answer the cancel: the connection was aborted
   bool done = false;
   asio::steady_timer deadline;  // statement timeout, then the abandon grace
@@ -112,6 +109,8 @@ struct ClientSession::Lane {
     std::shared_ptr<pool::Pool> pool;
     bool internal = false;     // the server's own rollback of the client's transaction
     std::string abort_reason;  // internal: why
+    bool sent = false;         // pipelined: already on the lane's connection (prefetch())
+    bool cancel_requested = false;  // a CANCEL came while it was sent and not yet running
   };
   std::deque<Queued> queue;
   bool running = false;
@@ -268,7 +267,7 @@ asio::awaitable<void> ClientSession::run_lane(std::string key) {
           spdlog::warn("client #{} bind {}: transaction rolled back: {}", client_, key, l.abort_reason);
         }
       } else {
-        co_await execute(l, std::move(q.req), std::move(q.pool));
+        co_await execute(l, std::move(q.req), std::move(q.pool), q.sent, q.cancel_requested);
       }
     } catch (const std::exception& e) {
       // A bug, not a backend error: the connection's state is unknown.
@@ -280,6 +279,9 @@ asio::awaitable<void> ClientSession::run_lane(std::string key) {
   }
   for (const auto& q : l.queue) finished_one(q.internal);
   l.queue.clear();
+  // Requests pipelined on the connection and then dropped (the client left) leave results nobody
+  // reads: the pool closes such a connection instead of reusing it.
+  if (l.lease && l.lease.conn().outstanding() > 0) l.lease.release();
   l.running = false;
   if (!closing_) arm_idle_tx_timer(key, l);
   if (--active_lanes_ == 0) lanes_done_.cancel();
@@ -327,6 +329,12 @@ bool ClientSession::cancel(std::uint32_t target) {
     Lane& l = *lp;
     for (auto it = l.queue.begin(); it != l.queue.end(); ++it) {
       if (it->internal || it->req.id != target) continue;
+      if (it->sent) {
+        // On the wire already: it is cancelled on the backend once it is the one running.
+        if (it->cancel_requested) return false;
+        it->cancel_requested = true;
+        return true;
+      }
       l.queue.erase(it);
       send_error(target, ErrorCode::cancelled, "cancelled on request before it ran", key);
       finished_one(false);
@@ -342,6 +350,8 @@ bool ClientSession::cancel(std::uint32_t target) {
 void ClientSession::stop(const std::shared_ptr<Running>& r, ErrorCode why) {
   if (r->stop || r->done) return;
   r->stop = why;
+  r->stopping = true;
+  out_.wake();  // its rows may be waiting for a client that does not read
   // Still waiting for a connection: execute() sees the stop once it has one and runs nothing.
   if (!r->conn) return;
   // A backend forwards a cancel only while a statement runs, so one sent in the instant before the
@@ -368,13 +378,75 @@ void ClientSession::stop(const std::shared_ptr<Running>& r, ErrorCode why) {
   });
 }
 
-asio::awaitable<void> ClientSession::execute(Lane& l, Request req, std::shared_ptr<pool::Pool> pool_ptr) {
+namespace {
+
+// Whether a statement may end, commit or prepare the transaction. Such a statement is never sent
+// ahead of the outcome of the one before it: the engine must first know whether the transaction
+// failed or was lost (an acknowledged COMMIT must mean committed). Conservative: anything that
+// does not start with a plain keyword counts.
+bool may_end_transaction(std::string_view sql) {
+  std::size_t i = 0;
+  while (i < sql.size() && (sql[i] == ' ' || sql[i] == '\t' || sql[i] == '\n' || sql[i] == '\r')) ++i;
+  std::size_t j = i;
+  while (j < sql.size() && std::isalpha(static_cast<unsigned char>(sql[j]))) ++j;
+  if (j == i) return true;
+  std::string word(sql.substr(i, j - i));
+  for (auto& c : word) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return word == "COMMIT" || word == "END" || word == "ROLLBACK" || word == "ABORT" || word == "PREPARE" ||
+         word == "CALL" || word == "DO";
+}
+
+}  // namespace
+
+void ClientSession::prefetch(Lane& l, backend::Connection& conn) {
+  // PostgreSQL alone: with a Sync after each statement its answers to pipelined statements are
+  // exactly those of the same statements sent one by one (an error fails only its own statement,
+  // or the open transaction block, as it would anyway). MySQL ends a transaction on a deadlock,
+  // after which pipelined statements would run in autocommit.
+  if (!l.lease || conn.backend() != Backend::postgresql || conn.max_pipeline() <= 1 || l.tx_aborted) return;
+  const auto& config = l.lease.pool().config();
+  // A timeout's cancel could reach a statement pipelined behind the one it was meant for.
+  if (config.statement_timeout.count() > 0) return;
+  for (auto& q : l.queue) {
+    if (conn.outstanding() >= conn.max_pipeline()) break;
+    if (q.sent) continue;
+    if (q.internal || q.req.kind != Kind::query || q.req.timeout_ms != 0 || q.cancel_requested ||
+        q.pool != l.lease.pool_ptr() || may_end_transaction(q.req.sql)) {
+      break;  // in order: nothing passes a request that must wait
+    }
+    conn.send(backend::Statement{q.req.sql, q.req.params});
+    q.sent = true;
+    l.stats->pipelined++;
+    if (may_change_session_state(Backend::postgresql, q.req.sql)) l.lease.slot().dirty = true;
+  }
+}
+
+asio::awaitable<void> ClientSession::execute(Lane& l, Request req, std::shared_ptr<pool::Pool> pool_ptr,
+                                             bool sent, bool cancel_requested) {
   const std::string bind = *req.bind;
   const std::uint32_t id = req.id;
   const Kind kind = req.kind;
 
-  // What the engine knows without a backend round trip.
-  if (l.tx_aborted) {
+  if (sent && !l.lease) {
+    // Its connection was lost (and written off) while an earlier request ran.
+    ErrorInfo info;
+    info.bind = bind;
+    if (l.tx_aborted) {
+      info.code = ErrorCode::tx_aborted;
+      info.message = "the transaction on bind " + bind + " was rolled back (" + l.abort_reason +
+                     "); nothing was committed; send ROLLBACK to end it";
+    } else {
+      info.code = ErrorCode::backend_unavailable;
+      info.message = "bind " + bind + ": the backend connection was lost while this pipelined request waited";
+      info.may_have_executed = true;
+    }
+    send_error(id, std::move(info));
+    co_return;
+  }
+
+  // What the engine knows without a backend round trip (a request already sent is past that).
+  if (sent) {
+  } else if (l.tx_aborted) {
     // Only a ROLLBACK ends a transaction the client has lost: a COMMIT is refused too and the
     // state stays, so nothing the client meant to run inside it can run in autocommit.
     if (kind == Kind::rollback || (kind == Kind::query && is_transaction_rollback(req.sql))) {
@@ -388,11 +460,11 @@ asio::awaitable<void> ClientSession::execute(Lane& l, Request req, std::shared_p
     }
     co_return;
   }
-  if (!pool_ptr && !l.pinned()) {
+  if (!sent && !pool_ptr && !l.pinned()) {
     send_error(id, ErrorCode::unknown_bind, "unknown bind \"" + bind + "\"", bind);
     co_return;
   }
-  if (l.pinned() && l.failed_tx && (kind == Kind::commit || (kind == Kind::query && is_transaction_commit(req.sql)))) {
+  if (!sent && l.pinned() && l.failed_tx && (kind == Kind::commit || (kind == Kind::query && is_transaction_commit(req.sql)))) {
     // PostgreSQL would answer this COMMIT with a ROLLBACK that looks like success: an
     // acknowledged COMMIT must mean committed, so refuse it and keep the transaction for ROLLBACK.
     send_error(id, ErrorCode::tx_aborted,
@@ -401,13 +473,13 @@ asio::awaitable<void> ClientSession::execute(Lane& l, Request req, std::shared_p
                bind);
     co_return;
   }
-  if ((kind == Kind::commit || kind == Kind::rollback) && !l.pinned()) {
+  if (!sent && (kind == Kind::commit || kind == Kind::rollback) && !l.pinned()) {
     out_.complete(id, protocol::Complete{0, 0, std::nullopt, false});
     co_return;
   }
   // A lease kept between requests comes from the pool that served the previous one; a reload may
   // have replaced the bind's pool since.
-  if (l.lease && !l.pinned() && l.lease.pool_ptr() != pool_ptr) l.lease.release();
+  if (!sent && l.lease && !l.pinned() && l.lease.pool_ptr() != pool_ptr) l.lease.release();
   pool::Pool& pool = l.lease ? l.lease.pool() : *pool_ptr;
   std::vector<std::string> statements;
   if (kind == Kind::begin) {
@@ -479,14 +551,15 @@ asio::awaitable<void> ClientSession::execute(Lane& l, Request req, std::shared_p
   // where the backend pipelines. On PostgreSQL any statement may have changed the session without
   // the SQL text showing it (a DO block, a function setting search_path), so it always resets.
   bool reset = false;
-  if (!was_pinned && slot.last_client != 0 && slot.last_client != client_) {
+  if (!sent && !was_pinned && slot.last_client != 0 && slot.last_client != client_) {
     reset = slot.dirty || pool.config().reset_always || backend == Backend::postgresql;
   }
   slot.last_client = client_;
   if (reset) slot.dirty = false;
-  if (kind == Kind::query && may_change_session_state(backend, req.sql)) slot.dirty = true;
+  if (!sent && kind == Kind::query && may_change_session_state(backend, req.sql)) slot.dirty = true;
 
   run->conn = &conn;
+  if (cancel_requested) stop(run, ErrorCode::cancelled);
   const auto timeout =
       req.timeout_ms ? std::chrono::milliseconds(req.timeout_ms) : pool.config().statement_timeout;
   if (kind == Kind::query && timeout.count() > 0) {
@@ -503,20 +576,21 @@ asio::awaitable<void> ClientSession::execute(Lane& l, Request req, std::shared_p
   } else {
     for (const auto& s : statements) ops.push_back(backend::Statement{s, {}});
   }
-  RequestSink sink(out_, id);
+  RequestSink sink(out_, id, run->stopping);
   backend::DiscardSink discard;
   backend::ResultSink& result_sink = kind == Kind::query ? static_cast<backend::ResultSink&>(sink) : discard;
   Outcome out;
   bool reset_failed = false;
   {
     const int window = std::max(1, conn.max_pipeline());
-    std::size_t next = 0;
+    std::size_t next = sent ? ops.size() : 0;
     int pending_reset = 0;
     if (reset) {
       conn.send_reset();
       pending_reset = 1;
     }
     while (next < ops.size() && conn.outstanding() < window) conn.send(ops[next++]);
+    if (kind == Kind::query && timeout.count() == 0 && !run->stop) prefetch(l, conn);
     if (pending_reset) {
       auto r = co_await conn.receive(discard);
       if (r.error) {
@@ -529,8 +603,8 @@ asio::awaitable<void> ClientSession::execute(Lane& l, Request req, std::shared_p
       out = co_await conn.receive(result_sink);
       if (out.error || out.stopped || run->stop) {
         // Later statements of this request (a BEGIN's second one) are not worth running; drain
-        // what was already sent so the connection stays in step.
-        while (conn.outstanding() > 0) co_await conn.receive(discard);
+        // them so the connection stays in step (later requests pipelined behind keep theirs).
+        for (std::size_t rest = done + 1; rest < next; ++rest) co_await conn.receive(discard);
         break;
       }
     }
@@ -591,7 +665,8 @@ asio::awaitable<void> ClientSession::execute(Lane& l, Request req, std::shared_p
   const bool in_tx = !broken && (out.tx == TxStatus::in_tx || out.tx == TxStatus::failed_tx);
   l.failed_tx = in_tx && out.tx == TxStatus::failed_tx;
   l.lease.set_pinned(in_tx);
-  if (!in_tx && l.queue.empty()) l.lease.release();  // back to the pool before the client reads the reply
+  // Back to the pool before the client reads the reply (a broken one to be closed at once).
+  if (broken || (!in_tx && l.queue.empty())) l.lease.release();
 
   if (was_pinned && broken && !ends_tx) {
     l.tx_aborted = true;
@@ -607,7 +682,18 @@ asio::awaitable<void> ClientSession::execute(Lane& l, Request req, std::shared_p
   }
   if (closing_) co_return;
 
-  if (out.stopped && !out.error) co_return;  // the client is gone: nobody to answer
+  if (out.stopped && !out.error) {
+    // Stopped by its timeout or a cancel while its rows waited for the client: say so.
+    if (stop) {
+      ErrorInfo info;
+      info.bind = bind;
+      info.code = *stop;
+      info.message = stop_message(*stop);
+      info.may_have_executed = true;
+      send_error(id, std::move(info));
+    }
+    co_return;  // otherwise the client is gone: nobody to answer
+  }
   if (out.error) {
     auto& e = *out.error;
     ErrorInfo info;
@@ -616,6 +702,11 @@ asio::awaitable<void> ClientSession::execute(Lane& l, Request req, std::shared_p
       info.code = *stop;
       info.message = stop_message(*stop);
       info.may_have_executed = *stop == ErrorCode::timeout ? std::optional(true) : std::nullopt;
+    } else if (e.interrupted) {
+      // A cancel meant for an earlier request of this client, pipelined ahead of this one, reached
+      // the backend after that request had finished.
+      info.code = ErrorCode::cancelled;
+      info.message = "cancelled on bind " + bind + " by a cancel of an earlier request pipelined ahead of it";
     } else {
       info.code = e.code;
       info.message = e.message;

@@ -82,7 +82,11 @@ class Responder {
   virtual std::uint64_t error(std::uint32_t id, const protocol::ErrorInfo& info) = 0;
   // Backpressure (see backend::ResultSink).
   virtual bool full() const = 0;
-  virtual asio::awaitable<bool> drained() = 0;
+  // Waits for room; false if the client is gone, or once *give_up is true (the engine sets it when
+  // it stops a request, then calls wake(): a request stopped by its timeout must not wait for a
+  // client that does not read).
+  virtual asio::awaitable<bool> drained(const bool* give_up) = 0;
+  virtual void wake() = 0;
   virtual std::size_t max_row_bytes() const = 0;
 };
 
@@ -134,7 +138,11 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   Lane& lane(const std::string& key);
   void start_lane(const std::string& key, Lane& lane);
   asio::awaitable<void> run_lane(std::string key);
-  asio::awaitable<void> execute(Lane& lane, Request req, std::shared_ptr<pool::Pool> pool);
+  // `sent`: the request's statement already went out behind an earlier one (prefetch()).
+  asio::awaitable<void> execute(Lane& lane, Request req, std::shared_ptr<pool::Pool> pool, bool sent,
+                                bool cancel_requested);
+  // Sends the lane's next queued requests on `conn` behind the running one, while they qualify.
+  void prefetch(Lane& lane, backend::Connection& conn);
   void arm_idle_tx_timer(const std::string& key, Lane& lane);
   void stop(const std::shared_ptr<Running>& r, protocol::ErrorCode why);
   void finished_one(bool internal);

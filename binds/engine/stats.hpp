@@ -59,6 +59,7 @@ struct BindStats {
   std::atomic<std::uint64_t> errors{0};
   std::array<std::atomic<std::uint64_t>, kErrorCodes> errors_by_code{};
   std::atomic<std::uint64_t> bytes_out{0};  // result bytes sent to clients
+  std::atomic<std::uint64_t> pipelined{0};  // requests sent behind an unanswered one of their client
   Histogram latency;    // from taking the request off the lane queue to its final reply
   Histogram pool_wait;  // time spent waiting for a connection
   void error(protocol::ErrorCode c) {

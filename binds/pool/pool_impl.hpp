@@ -290,7 +290,8 @@ void BasicPool<Clock>::release(std::unique_ptr<Slot> slot, bool broken) {
     if (slot->state == SlotState::pinned) --pinned_;
     if (slot->state == SlotState::pinned || slot->state == SlotState::in_use) --in_use_;
     const auto now = Clock::now();
-    if (broken || slot->tx == TxStatus::unknown) {
+    // Unread results (a pipeline its holder abandoned) would answer the next holder's statements.
+    if (broken || slot->tx == TxStatus::unknown || slot->conn->outstanding() > 0) {
       ++closed_broken_;
       to_close = std::move(slot);
     } else if (slot->tx != TxStatus::idle) {

@@ -49,7 +49,7 @@ field() { dpkg-deb -f "$deb" "$1"; }
 [[ $(field Architecture) == "$(dpkg --print-architecture)" ]] || fail "Architecture $(field Architecture)"
 depends=$(field Depends)
 # libspdlog1.10 provides libspdlog1.10-fmt9, which is what dpkg-shlibdeps names.
-for d in adduser libpq5 libmysqlcppconn7v5 libsqlite3-0 libyaml-cpp0.7 'libspdlog1\.10(-fmt9)?' libfmt9 libc6 'libstdc\+\+6'; do
+for d in adduser libmariadb3 'libssl3' libsqlite3-0 libyaml-cpp0.7 'libspdlog1\.10(-fmt9)?' libfmt9 libc6 'libstdc\+\+6'; do
   grep -qE "(^|, )$d( |,|$)" <<<"$depends" || fail "Depends lacks $d: $depends"
 done
 for s in postinst prerm postrm conffiles; do

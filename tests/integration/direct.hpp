@@ -1,32 +1,60 @@
 #pragma once
 // Reading a backend straight, bypassing bindsd: what tests count to prove what was committed.
 
+#include <utility>
+#include <boost/asio.hpp>
+#include <exception>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
-#include "binds/driver.hpp"
+#include "binds/backend/backend.hpp"
 #include "client/format.hpp"
 
 namespace binds::test {
 
-struct Collect : RowSink {
+struct Collect : backend::ResultSink {
   std::vector<protocol::Row> rows;
-  bool columns(std::vector<protocol::Column>) override { return true; }
-  bool row(protocol::Row& r) override {
-    rows.push_back(r);
-    return true;
+  void columns(std::span<const protocol::Column>) override {}
+  void row(std::span<const backend::ValueView> values) override {
+    protocol::Row r;
+    r.reserve(values.size());
+    for (const auto& v : values) r.push_back(backend::to_value(v));
+    rows.push_back(std::move(r));
   }
+  bool full() const override { return false; }
+  boost::asio::awaitable<bool> drained() override { co_return true; }
+  std::size_t max_row_bytes() const override { return SIZE_MAX; }
 };
 
+// One statement on a connection of its own, through the backend library (not through bindsd).
 inline std::vector<protocol::Row> direct(const std::string& url, const std::string& sql) {
-  BackendError err;
-  auto conn = connect(parse_url(url), "direct-check", err);
-  if (!conn) throw std::runtime_error("direct connect failed: " + err.message);
+  namespace asio = boost::asio;
+  asio::io_context io;
+  const DatabaseUrl parsed = parse_url(url);
+  backend::ConnectOptions options;
+  options.bind_key = "direct-check";
+  options.application_name = "binds-test-direct";
   Collect sink;
-  ExecResult res;
-  if (auto e = conn->execute(sql, {}, sink, res)) throw std::runtime_error(sql + ": " + e->message);
-  return sink.rows;
+  std::optional<std::string> failure;
+  auto run = [&]() -> asio::awaitable<void> {
+    auto r = co_await backend::connect(io.get_executor(), parsed, options);
+    if (!r.conn) {
+      failure = "direct connect failed: " + r.error.message;
+      co_return;
+    }
+    const backend::Statement st{sql, {}};
+    backend::Outcome o = co_await r.conn->execute(st, sink);
+    if (o.error) failure = sql + ": " + o.error->message;
+    co_await r.conn->close();
+  };
+  std::exception_ptr ep;
+  asio::co_spawn(io, run(), [&](std::exception_ptr e) { ep = e; });
+  io.run();
+  if (ep) std::rethrow_exception(ep);
+  if (failure) throw std::runtime_error(*failure);
+  return std::move(sink.rows);
 }
 
 inline std::int64_t as_int(const protocol::Value& v) {

@@ -215,7 +215,7 @@ TEST(RenderPrometheus, EveryLineIsWellFormed) {
       EXPECT_EQ(l.rfind(current, 0), 0u) << l << " outside its family " << current;
     }
   }
-  EXPECT_EQ(typed.size(), 16u);
+  EXPECT_EQ(typed.size(), 17u);
 }
 
 TEST(Readiness, BodyListsBindsAndReachability) {

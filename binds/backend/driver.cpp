@@ -1,4 +1,4 @@
-#include "binds/driver.hpp"
+#include "binds/backend/driver.hpp"
 
 #include <exception>
 
@@ -9,15 +9,10 @@ std::unique_ptr<Connection> connect(const DatabaseUrl& url, const std::string& b
   // The drivers catch their own exceptions; this is the last line of defence (bad_alloc, a
   // driver bug) so that nothing escapes into a pool worker.
   try {
-    switch (url.backend) {
-      case Backend::postgresql:
-        return detail::connect_postgresql(url, err);
-      case Backend::mysql:
-        return detail::connect_mysql(url, err);
-      case Backend::sqlite:
-        return detail::connect_sqlite(url, bind_key, options, err);
-    }
-    err = BackendError{protocol::ErrorCode::internal, "unknown backend", "", std::nullopt, false};
+    if (url.backend == Backend::sqlite) return detail::connect_sqlite(url, bind_key, options, err);
+    // PostgreSQL and MySQL have asynchronous backends (postgresql.cpp, mysql.cpp) and no
+    // blocking driver.
+    err = BackendError{protocol::ErrorCode::internal, "no blocking driver for this backend", "", std::nullopt, false};
   } catch (const std::exception& e) {
     err = BackendError{protocol::ErrorCode::backend_unavailable, e.what(), "", std::nullopt, false};
   } catch (...) {

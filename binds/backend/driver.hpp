@@ -1,5 +1,7 @@
 #pragma once
-// One interface in front of the three blocking drivers (libpq, Connector/C++, sqlite3).
+// The blocking driver interface, which SQLite alone still uses (sqlite3 has no socket to wait on):
+// blocking.hpp runs it on worker threads behind the async contract. PostgreSQL and MySQL once had
+// drivers here too (libpq, Connector/C++); they now have asynchronous backends of their own.
 // Driver exceptions never cross this interface: every failure is a BackendError value.
 //
 // Threading: a Connection is used by one thread at a time (the pool guarantees it) and every call
@@ -14,24 +16,15 @@
 #include <string_view>
 #include <vector>
 
+#include "binds/backend/backend.hpp"
 #include "binds/url.hpp"
 #include "protocol/errors.hpp"
 #include "protocol/value.hpp"
 
 namespace binds {
 
-struct BackendError {
-  protocol::ErrorCode code = protocol::ErrorCode::sql_error;
-  std::string message;   // the backend's text; never contains a password
-  std::string sqlstate;  // "" when the backend gave none
-  std::optional<std::int64_t> number;  // MySQL errno, SQLite extended code
-  // The backend connection can no longer be trusted (socket closed, protocol desync): the pool
-  // must discard it instead of reusing it.
-  bool connection_broken = false;
-  // The statement stopped because Canceller::cancel() interrupted it (code stays sql_error), as
-  // opposed to failing on its own: the session reports CANCELLED or TIMEOUT instead of the text.
-  bool interrupted = false;
-};
+// The async contract's error value: the blocking driver's errors cross over unchanged.
+using BackendError = backend::BackendError;
 
 // Receives a result as it streams. Called on the worker thread that runs execute().
 // Returning false asks the driver to stop fetching (the client went away or the request was
@@ -170,8 +163,6 @@ std::optional<BackendError> run_gated(CancelGate& gate, bool broken_on_exception
   return err;
 }
 
-std::unique_ptr<Connection> connect_postgresql(const DatabaseUrl&, BackendError&);
-std::unique_ptr<Connection> connect_mysql(const DatabaseUrl&, BackendError&);
 std::unique_ptr<Connection> connect_sqlite(const DatabaseUrl&, const std::string& bind_key,
                                            const ConnectOptions&, BackendError&);
 }  // namespace detail

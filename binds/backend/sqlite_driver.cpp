@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "binds/driver.hpp"
+#include "binds/backend/driver.hpp"
 
 namespace binds {
 namespace {

@@ -1,0 +1,157 @@
+// Requests a client pipelines to a PostgreSQL bind go out to the backend back to back (the engine
+// sends the lane's queued requests behind the running one). Whatever the pipelining, each request
+// gets exactly the answer it would get alone, in order: errors stay with their own statement,
+// a failed transaction cannot be committed, a COMMIT is never sent before the engine knows the
+// outcome of what preceded it, and a cancel stops the request it names.
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "client/format.hpp"
+#include "direct.hpp"
+#include "harness.hpp"
+
+namespace binds::test {
+namespace {
+
+using client::Client;
+using client::Reply;
+using protocol::ErrorCode;
+using protocol::Value;
+using ::testing::HasSubstr;
+using namespace std::chrono_literals;
+
+std::string pg_bind(const std::string& url, const std::string& extra = "") {
+  return "binds:\n  pg:\n    url: " + url + "\n    pool: { max: 2, acquire_timeout: 10s }\n" + extra;
+}
+
+std::string first_cell(const Reply& r) {
+  if (r.error) return "error: " + r.error->message;
+  if (r.result.rows.empty() || r.result.rows[0].empty()) return "no row";
+  return client::value_text(r.result.rows[0][0]);
+}
+
+TEST(Pipeline, ManyRequestsAnswerInOrderAndErrorsStayWithTheirStatement) {
+  BINDS_REQUIRE_URL("BINDS_TEST_PG_URL", pg);
+  Daemon d(pg_bind(pg));
+  auto c = d.connect();
+  std::vector<std::uint32_t> ids;
+  const int n = 200;
+  for (int i = 0; i < n; ++i) {
+    if (i % 17 == 5) {
+      ids.push_back(c.send_query("SELECT 1/0", {}, std::string("pg")));
+    } else {
+      ids.push_back(c.send_query("SELECT $1::int8 * 2", {Value(std::int64_t{i})}, std::string("pg")));
+    }
+  }
+  for (int i = 0; i < n; ++i) {
+    Reply r = c.wait(ids[i]);
+    if (i % 17 == 5) {
+      ASSERT_TRUE(r.error) << i;
+      EXPECT_EQ(r.error->code, ErrorCode::sql_error) << i;
+      EXPECT_EQ(r.error->sqlstate, "22012") << i;
+    } else {
+      ASSERT_FALSE(r.error) << i << ": " << r.error->message;
+      EXPECT_EQ(first_cell(r), std::to_string(2 * i)) << i;
+    }
+  }
+  // They did go out pipelined (the engine counts requests sent behind an unanswered one).
+  auto stats = d.connect().admin("stats");
+  EXPECT_GT(std::stoll(cell(stats, "pg", "pipelined")), n / 2);
+  // The connection is in step afterwards, for this client and the next.
+  EXPECT_EQ(scalar(c, "SELECT 41 + 1", std::string("pg")), "42");
+  auto other = d.connect();
+  EXPECT_EQ(scalar(other, "SELECT 7", std::string("pg")), "7");
+}
+
+TEST(Pipeline, AFailedTransactionIsNeverCommittedWhateverWasPipelined) {
+  BINDS_REQUIRE_URL("BINDS_TEST_PG_URL", pg);
+  direct(pg, "DROP TABLE IF EXISTS binds_pipeline_tx");
+  direct(pg, "CREATE TABLE binds_pipeline_tx (id int PRIMARY KEY)");
+  Daemon d(pg_bind(pg));
+  auto c = d.connect();
+  const std::optional<std::string> b("pg");
+  // All sent at once: the COMMIT must wait for what precedes it, and is refused.
+  std::vector<std::uint32_t> ids = {
+      c.send_query("BEGIN", {}, b),
+      c.send_query("INSERT INTO binds_pipeline_tx VALUES (1)", {}, b),
+      c.send_query("INSERT INTO binds_pipeline_tx VALUES (1)", {}, b),  // duplicate key: the tx fails
+      c.send_query("INSERT INTO binds_pipeline_tx VALUES (2)", {}, b),
+      c.send_query("COMMIT", {}, b),
+  };
+  EXPECT_FALSE(c.wait(ids[0]).error);
+  EXPECT_FALSE(c.wait(ids[1]).error);
+  Reply dup = c.wait(ids[2]);
+  ASSERT_TRUE(dup.error);
+  EXPECT_EQ(dup.error->sqlstate, "23505");
+  Reply after = c.wait(ids[3]);
+  ASSERT_TRUE(after.error);
+  EXPECT_EQ(after.error->sqlstate, "25P02");
+  Reply commit = c.wait(ids[4]);
+  ASSERT_TRUE(commit.error) << "a failed transaction was acknowledged as committed";
+  EXPECT_EQ(commit.error->code, ErrorCode::tx_aborted);
+  EXPECT_FALSE(c.wait(c.send_query("ROLLBACK", {}, b)).error);
+  EXPECT_EQ(direct(pg, "SELECT count(*) FROM binds_pipeline_tx").at(0).at(0), Value(std::int64_t{0}));
+
+  // The same pipeline without the error commits both rows.
+  ids = {c.send_query("BEGIN", {}, b), c.send_query("INSERT INTO binds_pipeline_tx VALUES (1)", {}, b),
+         c.send_query("INSERT INTO binds_pipeline_tx VALUES (2)", {}, b), c.send_query("COMMIT", {}, b)};
+  for (auto id : ids) {
+    Reply r = c.wait(id);
+    EXPECT_FALSE(r.error) << r.error->message;
+  }
+  EXPECT_EQ(direct(pg, "SELECT count(*) FROM binds_pipeline_tx").at(0).at(0), Value(std::int64_t{2}));
+  direct(pg, "DROP TABLE binds_pipeline_tx");
+}
+
+TEST(Pipeline, ACancelStopsTheRequestItNamesEvenWhenItWasSentAhead) {
+  BINDS_REQUIRE_URL("BINDS_TEST_PG_URL", pg);
+  Daemon d(pg_bind(pg));
+  auto c = d.connect();
+  const std::optional<std::string> b("pg");
+  const auto first = c.send_query("SELECT pg_sleep(0.3)", {}, b);
+  const auto named = c.send_query("SELECT pg_sleep(30)", {}, b);  // sent behind the first
+  const auto last = c.send_query("SELECT 3", {}, b);
+  std::this_thread::sleep_for(50ms);
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto cancel = c.send_cancel(named);
+  Reply r1 = c.wait(first);
+  EXPECT_FALSE(r1.error) << "the cancel reached the request before the one it names: " << r1.error->message;
+  Reply r2 = c.wait(named);
+  ASSERT_TRUE(r2.error);
+  EXPECT_EQ(r2.error->code, ErrorCode::cancelled);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
+  Reply r3 = c.wait(last);
+  // A repeated cancel may arrive after the named statement ended; then it names its victim.
+  if (r3.error) {
+    EXPECT_EQ(r3.error->code, ErrorCode::cancelled);
+    EXPECT_THAT(r3.error->message, HasSubstr("earlier request"));
+  } else {
+    EXPECT_EQ(first_cell(r3), "3");
+  }
+  c.wait(cancel);
+  EXPECT_EQ(scalar(c, "SELECT 5", b), "5");
+}
+
+TEST(Pipeline, AClientLeavingWithRequestsOnTheWireLeavesNothingBehind) {
+  BINDS_REQUIRE_URL("BINDS_TEST_PG_URL", pg);
+  Daemon d("binds:\n  pg:\n    url: " + pg + "\n    pool: { max: 1, acquire_timeout: 10s }\n");
+  {
+    auto c = d.connect();
+    const std::optional<std::string> b("pg");
+    c.send_query("SELECT pg_sleep(0.2)", {}, b);
+    for (int i = 0; i < 50; ++i) c.send_query("SELECT $1::int8", {Value(std::int64_t{i})}, b);
+    std::this_thread::sleep_for(50ms);
+  }  // hangs up with answers unread
+  // The only connection either comes back in step or is replaced: the next client gets its own
+  // answers, never a leftover.
+  auto next = d.connect();
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(scalar(next, "SELECT " + std::to_string(1000 + i), std::string("pg")), std::to_string(1000 + i));
+  }
+}
+
+}  // namespace
+}  // namespace binds::test
