@@ -164,6 +164,10 @@ class Connection {
   // Cheap, non-blocking check before reusing a connection that sat idle: false if the backend is
   // known to have closed it (EOF or a FATAL message waiting on the socket).
   virtual bool looks_alive() = 0;
+  // The connection holds memory it cannot give back (a driver buffer grown by one huge row or
+  // statement): the pool closes it when it is released instead of keeping it idle.
+  virtual bool wants_replacement() const { return false; }
+
   // A round trip (only when looks_alive() cannot tell, e.g. after long idleness).
   virtual asio::awaitable<bool> ping() = 0;
 

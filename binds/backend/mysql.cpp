@@ -215,6 +215,13 @@ class MysqlConnection final : public Connection {
     sock_->cancel();
   }
 
+  bool wants_replacement() const override {
+    // Connector/C grows its packet buffer to the largest packet read and keeps it for the
+    // connection's life (100 MB for a 100 MB row): only closing the connection gives it back.
+    const MYSQL* m = h_.get();
+    return m != nullptr && m->net.max_packet > kKeepBufferBytes;
+  }
+
   bool looks_alive() override {
     if (broken_ || !h_) return false;
     if (!sock_->watching()) sock_->watch(mysql_get_socket(h_.get()));

@@ -291,7 +291,8 @@ void BasicPool<Clock>::release(std::unique_ptr<Slot> slot, bool broken) {
     if (slot->state == SlotState::pinned || slot->state == SlotState::in_use) --in_use_;
     const auto now = Clock::now();
     // Unread results (a pipeline its holder abandoned) would answer the next holder's statements.
-    if (broken || slot->tx == TxStatus::unknown || slot->conn->outstanding() > 0) {
+    if (broken || slot->tx == TxStatus::unknown || slot->conn->outstanding() > 0 ||
+        slot->conn->wants_replacement()) {
       ++closed_broken_;
       to_close = std::move(slot);
     } else if (slot->tx != TxStatus::idle) {

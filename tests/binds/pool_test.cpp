@@ -72,6 +72,7 @@ class FakeConnection final : public backend::Connection {
   void cancel() override {}
   void abort() override {}
   bool looks_alive() override { return alive; }
+  bool wants_replacement() const override { return bloated; }
   asio::awaitable<bool> ping() override { co_return alive; }
   asio::awaitable<void> close() override {
     ++b_->closed;
@@ -80,6 +81,7 @@ class FakeConnection final : public backend::Connection {
     co_return;
   }
   bool alive = true;
+  bool bloated = false;  // holds memory only closing returns
   int id = 0;  // the how-many-th connection opened (addresses get reused)
 
  private:
@@ -314,6 +316,22 @@ TEST_F(PoolTest, BrokenConnectionsAreClosedAndMinRestored) {
   EXPECT_EQ(p->stats().closed_broken, 1u);
   EXPECT_EQ(p->stats().idle, 1) << "a fresh connection replaces it to keep min";
   EXPECT_EQ(backend_->opened, 2);
+}
+
+TEST_F(PoolTest, UnreadResultsOrHeldMemoryCloseAConnectionOnRelease) {
+  auto p = make(2);
+  auto a = acquire(p);
+  static_cast<FakeConnection&>((*a)->lease.conn()).bloated = true;
+  (*a)->lease.release();
+  settle();
+  EXPECT_EQ(backend_->closed, 1) << "a connection holding a huge buffer was kept idle";
+  auto b = acquire(p);
+  backend::Statement st{"SELECT 1", {}};
+  (*b)->lease.conn().send(st);  // sent, never received: its answer would reach the next holder
+  (*b)->lease.release();
+  settle();
+  EXPECT_EQ(backend_->closed, 2);
+  EXPECT_EQ(p->stats().idle, 0);
 }
 
 TEST_F(PoolTest, AnIdleConnectionTheBackendClosedIsNotLeased) {
