@@ -204,7 +204,10 @@ class SqliteConnection final : public Connection {
     // writes); no client has a use for those through a broker.
     sqlite3_db_config(db_, SQLITE_DBCONFIG_DEFENSIVE, 1, nullptr);
   }
-  ~SqliteConnection() override { sqlite3_close_v2(db_); }
+  ~SqliteConnection() override {
+    clear_statement_cache();  // close_v2 would otherwise keep the database open for them
+    sqlite3_close_v2(db_);
+  }
 
   Backend backend() const override { return Backend::sqlite; }
 
@@ -245,6 +248,7 @@ class SqliteConnection final : public Connection {
       return BackendError{protocol::ErrorCode::internal, "reset() needs an idle connection", "",
                           std::nullopt, false};
     }
+    clear_statement_cache();
     std::vector<std::string> drops;
     // Triggers and indexes on temp tables go with their table; the type order drops views
     // before the tables they may read.
@@ -283,9 +287,10 @@ class SqliteConnection final : public Connection {
   std::optional<BackendError> execute_impl(std::string_view sql, const std::vector<Value>& params,
                                            RowSink& sink, ExecResult& out) {
     out = ExecResult{};
-    StmtGuard g;
+    CachedStmt g{*this, sql, take_cached(sql)};
     const char* tail = nullptr;
-    if (sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &g.st, &tail) !=
+    const bool fresh = g.st == nullptr;
+    if (fresh && sqlite3_prepare_v2(db_, sql.data(), static_cast<int>(sql.size()), &g.st, &tail) !=
         SQLITE_OK) {
       return sqlite_error(db_);
     }
@@ -293,7 +298,7 @@ class SqliteConnection final : public Connection {
 
     // Running only the first statement of several would silently drop the rest.
     const char* end = sql.data() + sql.size();
-    if (tail && tail < end) {
+    if (fresh && tail && tail < end) {
       StmtGuard rest;
       int rc = sqlite3_prepare_v2(db_, tail, static_cast<int>(end - tail), &rest.st, nullptr);
       if (rc != SQLITE_OK || rest.st) {
@@ -338,19 +343,26 @@ class SqliteConnection final : public Connection {
 
     const bool readonly = sqlite3_stmt_readonly(g.st) != 0;
     const sqlite3_int64 total_before = sqlite3_total_changes64(db_);
-    const int ncols = sqlite3_column_count(g.st);
-    std::vector<Type> types(static_cast<std::size_t>(ncols), Type::text);
-    std::vector<bool> known(static_cast<std::size_t>(ncols), false);
+    // The columns are read after the first step: a cached statement whose schema changed is
+    // prepared again inside sqlite3_step (a `SELECT *` then has the new columns).
+    int ncols = 0;
+    std::vector<Type> types;
+    std::vector<bool> known;
     std::vector<protocol::Column> cols;
-    for (int c = 0; c < ncols; ++c) {
-      protocol::Column col;
-      const char* name = sqlite3_column_name(g.st, c);
-      col.name = name ? name : "";
-      const char* decl = sqlite3_column_decltype(g.st, c);
-      col.db_type = decl ? decl : "";
-      known[c] = type_from_decl(upper(decl), types[c]);
-      cols.push_back(std::move(col));
-    }
+    auto describe = [&] {
+      ncols = sqlite3_column_count(g.st);
+      types.assign(static_cast<std::size_t>(ncols), Type::text);
+      known.assign(static_cast<std::size_t>(ncols), false);
+      for (int c = 0; c < ncols; ++c) {
+        protocol::Column col;
+        const char* name = sqlite3_column_name(g.st, c);
+        col.name = name ? name : "";
+        const char* decl = sqlite3_column_decltype(g.st, c);
+        col.db_type = decl ? decl : "";
+        known[c] = type_from_decl(upper(decl), types[c]);
+        cols.push_back(std::move(col));
+      }
+    };
 
     bool columns_sent = false;
     auto send_columns = [&](bool have_row) {
@@ -365,8 +377,13 @@ class SqliteConnection final : public Connection {
 
     bool stopped = false;
     protocol::Row row;
+    bool described = false;
     for (;;) {
       int rc = sqlite3_step(g.st);
+      if (!described && (rc == SQLITE_ROW || rc == SQLITE_DONE)) {
+        describe();
+        described = true;
+      }
       if (rc == SQLITE_ROW) {
         if (!columns_sent && !send_columns(true)) {
           stopped = true;
@@ -405,6 +422,49 @@ class SqliteConnection final : public Connection {
     }
     return std::nullopt;
   }
+
+  // Prepared statements by SQL text, least recently used first: a repeated statement skips
+  // sqlite3_prepare (parsing and planning cost more than a point select itself).
+  static constexpr std::size_t kStatementCache = 64;
+  struct Entry {
+    std::string sql;
+    sqlite3_stmt* st;
+  };
+  std::vector<Entry> cache_;
+
+  sqlite3_stmt* take_cached(std::string_view sql) {
+    for (std::size_t i = cache_.size(); i-- > 0;) {
+      if (cache_[i].sql == sql) {
+        sqlite3_stmt* st = cache_[i].st;
+        cache_.erase(cache_.begin() + static_cast<std::ptrdiff_t>(i));
+        return st;
+      }
+    }
+    return nullptr;
+  }
+  void give_back(std::string_view sql, sqlite3_stmt* st) {
+    // Reset ends the statement (and its read lock); the bindings go so no value outlives its request.
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (cache_.size() >= kStatementCache) {
+      sqlite3_finalize(cache_.front().st);
+      cache_.erase(cache_.begin());
+    }
+    cache_.push_back(Entry{std::string(sql), st});
+  }
+  void clear_statement_cache() {
+    for (auto& e : cache_) sqlite3_finalize(e.st);
+    cache_.clear();
+  }
+  // One statement of execute_impl(): back to the cache afterwards, whatever happened.
+  struct CachedStmt {
+    SqliteConnection& conn;
+    std::string_view sql;
+    sqlite3_stmt* st;
+    ~CachedStmt() {
+      if (st) conn.give_back(sql, st);
+    }
+  };
 
   template <class OnRow>
   bool collect(const char* sql, OnRow on_row) {

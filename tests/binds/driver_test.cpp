@@ -380,6 +380,36 @@ TEST_P(DriverTest, RoundTripsEveryTypeIncludingNullAndEmpty) {
   (void)pg;
 }
 
+// Repeated statements come from the connection's statement cache: each run still binds its own
+// values, sees schema changes made since it was prepared, and leaves no bindings behind.
+TEST_P(DriverTest, RepeatedStatementsFromTheCacheStayCorrect) {
+  run("CREATE TABLE " + table_ + " (id INTEGER PRIMARY KEY, v TEXT)");
+  const std::string ins = "INSERT INTO " + table_ + " (id, v) VALUES (" + ph(1) + ", " + ph(2) + ")";
+  for (int i = 0; i < 200; ++i) run(ins, {std::int64_t{i}, "v" + std::to_string(i)});
+  const std::string sel = "SELECT * FROM " + table_ + " WHERE id = " + ph(1);
+  for (int i = 0; i < 200; i += 37) {
+    Collect c = run(sel, {std::int64_t{i}});
+    ASSERT_EQ(c.rows.size(), 1u);
+    EXPECT_EQ(c.rows[0][1], Value(std::string("v") + std::to_string(i)));
+  }
+  // A column added after the statement was prepared shows up.
+  run("ALTER TABLE " + table_ + " ADD COLUMN w INTEGER DEFAULT 7");
+  Collect c = run(sel, {std::int64_t{5}});
+  ASSERT_EQ(c.rows.size(), 1u);
+  ASSERT_EQ(c.cols.size(), 3u);
+  EXPECT_EQ(c.rows[0][2], Value(std::int64_t{7}));
+  // Wrong parameter counts are still refused with the cache warm.
+  fail(sel, {});
+  // A temp table dropped by a reset and created again is found afresh.
+  run("CREATE TEMP TABLE tmp_cache (x INTEGER)");
+  run("INSERT INTO tmp_cache VALUES (1)");
+  EXPECT_EQ(run("SELECT x FROM tmp_cache").rows.size(), 1u);
+  ASSERT_FALSE(conn_->reset().has_value());
+  fail("SELECT x FROM tmp_cache");
+  run("CREATE TEMP TABLE tmp_cache (x INTEGER, y INTEGER)");
+  EXPECT_EQ(run("SELECT x FROM tmp_cache").rows.size(), 0u);
+}
+
 TEST_P(DriverTest, AffectedRowsAndLastInsertId) {
   std::string ddl;
   if (backend_ == Backend::postgresql) {
