@@ -156,7 +156,7 @@ asio::awaitable<void> Server::trim_memory() {
   asio::steady_timer timer(io_);
   std::int64_t last = counters_.clients_now.load();
   while (!stopping_) {
-    timer.expires_after(5s);
+    timer.expires_after(1s);
     boost::system::error_code ec;
     co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (stopping_) break;

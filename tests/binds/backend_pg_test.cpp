@@ -638,7 +638,11 @@ TEST_F(PgBackendTest, StreamsAMillionRowsInBoundedMemory) {
   EXPECT_EQ(o.affected, 1000000);
   EXPECT_GT(s.drained_calls, 100);
   const double grew_mib = (static_cast<double>(after) - static_cast<double>(before)) / (1 << 20);
-  EXPECT_LT(grew_mib, kAsan ? 32.0 : 4.0) << "RSS grew while streaming";
+  // Under ASan freed memory sits in its quarantine, so RSS says nothing there; the buffer's
+  // capacity below is the structural check that holds everywhere.
+  if (!kAsan) {
+    EXPECT_LT(grew_mib, 4.0) << "RSS grew while streaming";
+  }
   EXPECT_EQ(stats(*conn_).read_buffer_capacity, 64u * 1024);
   std::printf("[ stream ] 1,000,000 rows in %.0f ms, RSS %+.2f MiB, %d drains\n", ms, grew_mib, s.drained_calls);
 
@@ -702,7 +706,9 @@ TEST_F(PgBackendTest, RowLargerThanTheSinkTakesIsRefusedWithoutBufferingIt) {
   EXPECT_EQ(s.rows, 0);
   EXPECT_EQ(o.tx, TxStatus::idle);
   const double grew_mib = (static_cast<double>(after) - static_cast<double>(before)) / (1 << 20);
-  EXPECT_LT(grew_mib, 5.0) << "the 10 MB row was buffered";
+  if (!kAsan) {
+    EXPECT_LT(grew_mib, 5.0) << "the 10 MB row was buffered";
+  }
   EXPECT_EQ(stats(*conn_).read_buffer_capacity, 64u * 1024);
   EXPECT_EQ(scalar("SELECT 'still here'"), Value(std::string("still here")));
 
