@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs everything the tests need (PostgreSQL 15 and MariaDB 10.11 included), builds, starts
 # throw-away database servers on free loopback ports, and runs the whole suite twice: a normal
-# build, then an AddressSanitizer + UndefinedBehaviorSanitizer build. Exits non-zero on any failure.
+# build, then an AddressSanitizer + UndefinedBehaviorSanitizer build; then a ThreadSanitizer pass of
+# the pool, backend and engine tests (scripts/tsan.sh). Exits non-zero on any failure.
 #   scripts/test.sh            everything
-#   scripts/test.sh --quick    the normal build only (no sanitizer pass)
+#   scripts/test.sh --quick    the normal build only (no sanitizer passes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -50,6 +51,11 @@ if [[ $quick == 0 ]]; then
   cmake --build build-asan -j"$jobs"
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
   run_suite build-asan
+fi
+
+if [[ $quick == 0 ]]; then
+  unset ASAN_OPTIONS UBSAN_OPTIONS
+  bash scripts/tsan.sh || failed=1
 fi
 
 if [[ $failed != 0 ]]; then

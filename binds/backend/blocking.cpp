@@ -218,7 +218,7 @@ class BlockingConnection final : public Connection {
       co_return out;
     }
     auto x = std::make_shared<Exchange>();
-    current_ = x;
+    set_current(x);
     const std::size_t max_row = sink.max_row_bytes();
     shared_->busy = true;
     asio::post(workers_->statements, [shared = shared_, x, op = std::move(op), max_row]() mutable {
@@ -288,7 +288,7 @@ class BlockingConnection final : public Connection {
       batches.clear();
       if (finished) break;
     }
-    current_.reset();
+    set_current(nullptr);
     if (x->was_aborted()) {
       broken_ = true;
       out.error = BackendError{protocol::ErrorCode::backend_unavailable, "the backend did not respond; connection aborted",
@@ -316,7 +316,7 @@ class BlockingConnection final : public Connection {
   }
 
   void cancel() override {
-    auto x = current_.lock();
+    auto x = get_current();
     if (!x || !shared_) return;
     // The drivers' cancellers may block (a network round trip): they run on the cancel thread.
     asio::post(workers_->cancels, [shared = shared_, x] {
@@ -327,7 +327,7 @@ class BlockingConnection final : public Connection {
 
   void abort() override {
     broken_ = true;
-    if (auto x = current_.lock()) {
+    if (auto x = get_current()) {
       {
         std::lock_guard lock(x->mu);
         x->aborted = true;
@@ -408,6 +408,16 @@ class BlockingConnection final : public Connection {
   std::shared_ptr<Workers> workers_;
   Backend backend_;
   std::deque<Op> queue_;
+  // The exchange running now: cancel() reads it from any thread.
+  void set_current(const std::shared_ptr<Exchange>& x) {
+    std::lock_guard lock(current_mu_);
+    current_ = x;
+  }
+  std::shared_ptr<Exchange> get_current() {
+    std::lock_guard lock(current_mu_);
+    return current_.lock();
+  }
+  std::mutex current_mu_;
   std::weak_ptr<Exchange> current_;
   bool broken_ = false;
 };

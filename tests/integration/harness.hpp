@@ -108,7 +108,8 @@ class Daemon {
     stop();
     // The sanitizer pass runs this same suite on an instrumented daemon: its reports land in the log.
     auto text = log();
-    for (const char* marker : {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"})
+    for (const char* marker :
+         {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "WARNING: ThreadSanitizer"})
       if (text.find(marker) != std::string::npos) ADD_FAILURE() << "bindsd sanitizer report:\n" << text;
     std::error_code ec;
     if (env("BINDS_KEEP_TEST_DIRS").empty()) fs::remove_all(dir_, ec);
