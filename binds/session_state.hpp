@@ -3,7 +3,10 @@
 // variables, temporary tables, prepared statements, user variables, advisory/user locks, LISTEN,
 // WITH HOLD cursors, the current database). Such a connection is reset before another client gets
 // it; one that ran only ordinary statements is handed over as it is, which keeps the common path
-// free of an extra round trip (a MySQL reset is a reconnect).
+// free of a reset (MySQL's COM_RESET_CONNECTION, SQLite's temp-schema cleanup). MySQL's session
+// tracking also reports changes (Outcome::session_state_changed). PostgreSQL connections are reset
+// on every change of client whatever this says (engine.cpp): a DO block or a function can change
+// the session without the text showing it.
 //
 // This reads SQL text, so it over-approximates on purpose: a false positive costs one reset, a
 // false negative would leak state. Known blind spot: state changed inside a stored function or
