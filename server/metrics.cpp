@@ -167,7 +167,8 @@ std::string render_prometheus(const MetricsSnapshot& s) {
     e.sample("binds_backend_reachable", bind_label(b) + "," + label("backend", b.backend), b.reachable ? 1 : 0);
 
   e.family("binds_pool_connections", "gauge",
-           "Backend connections by state. open is the total (connecting + idle + in_use); pinned is part of in_use.");
+           "Backend connections by state. open is the total (connecting + idle + in_use + resetting); pinned is part "
+           "of in_use; closing ones no longer count.");
   for (const auto& b : s.binds) {
     auto bl = bind_label(b) + ",state=";
     e.sample("binds_pool_connections", bl + "\"open\"", b.pool.open);
@@ -175,7 +176,12 @@ std::string render_prometheus(const MetricsSnapshot& s) {
     e.sample("binds_pool_connections", bl + "\"in_use\"", b.pool.in_use);
     e.sample("binds_pool_connections", bl + "\"pinned\"", b.pool.pinned);
     e.sample("binds_pool_connections", bl + "\"connecting\"", b.pool.connecting);
+    e.sample("binds_pool_connections", bl + "\"resetting\"", b.pool.resetting);
+    e.sample("binds_pool_connections", bl + "\"closing\"", b.pool.closing);
   }
+  e.family("binds_pool_closed_broken_total", "counter",
+           "Backend connections closed because they broke, could not be cleaned or held what they should not.");
+  for (const auto& b : s.binds) e.sample("binds_pool_closed_broken_total", bind_label(b), b.pool.closed_broken);
   e.family("binds_pool_waiting", "gauge", "Requests waiting for a backend connection.");
   for (const auto& b : s.binds) e.sample("binds_pool_waiting", bind_label(b), b.pool.waiting);
   e.family("binds_pool_connects_total", "counter", "Backend connections opened.");

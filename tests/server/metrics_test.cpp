@@ -52,6 +52,9 @@ MetricsSnapshot sample_snapshot() {
   pg.backend = "postgresql";
   pg.pool.open = 4;
   pg.pool.connecting = 1;
+  pg.pool.resetting = 1;
+  pg.pool.closing = 2;
+  pg.pool.closed_broken = 3;
   pg.pool.idle = 1;
   pg.pool.in_use = 2;
   pg.pool.pinned = 1;
@@ -111,6 +114,9 @@ TEST(RenderPrometheus, LabelledGauges) {
   EXPECT_TRUE(has_line(text, "binds_pool_connections{bind=\"users\",state=\"in_use\"} 2"));
   EXPECT_TRUE(has_line(text, "binds_pool_connections{bind=\"users\",state=\"pinned\"} 1"));
   EXPECT_TRUE(has_line(text, "binds_pool_connections{bind=\"users\",state=\"connecting\"} 1"));
+  EXPECT_TRUE(has_line(text, "binds_pool_connections{bind=\"users\",state=\"resetting\"} 1"));
+  EXPECT_TRUE(has_line(text, "binds_pool_connections{bind=\"users\",state=\"closing\"} 2"));
+  EXPECT_TRUE(has_line(text, "binds_pool_closed_broken_total{bind=\"users\"} 3"));
   EXPECT_TRUE(has_line(text, "binds_pool_waiting{bind=\"users\"} 5"));
 }
 
@@ -215,7 +221,7 @@ TEST(RenderPrometheus, EveryLineIsWellFormed) {
       EXPECT_EQ(l.rfind(current, 0), 0u) << l << " outside its family " << current;
     }
   }
-  EXPECT_EQ(typed.size(), 17u);
+  EXPECT_EQ(typed.size(), 18u);
 }
 
 TEST(Readiness, BodyListsBindsAndReachability) {
