@@ -1,0 +1,206 @@
+// The request engine with a scripted backend and no database: what goes on the wire in which order
+// when a client pipelines, and what the client is told. The backend answers from a script keyed by
+// SQL text (its transaction status after each statement) and logs every send and receive.
+
+#include <gtest/gtest.h>
+
+#include <utility>
+#include <boost/asio.hpp>
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "binds/engine/engine.hpp"
+
+namespace binds::engine {
+namespace {
+
+using backend::Outcome;
+using backend::TxStatus;
+using protocol::ErrorCode;
+
+struct Script {
+  std::vector<std::string> log;                // "send SQL" / "recv SQL" in order
+  std::map<std::string, TxStatus> tx_after;    // status after a statement (default: unchanged)
+  std::map<std::string, std::string> fails;    // SQL → SQLSTATE of the error it raises
+};
+
+class ScriptedConnection final : public backend::Connection {
+ public:
+  explicit ScriptedConnection(std::shared_ptr<Script> s) : s_(std::move(s)) {}
+  Backend backend() const override { return Backend::postgresql; }
+  int max_pipeline() const override { return 64; }
+  void send(const backend::Statement& st) override {
+    s_->log.push_back("send " + std::string(st.sql));
+    queued_.emplace_back(st.sql);
+  }
+  void send_reset() override {
+    s_->log.push_back("send RESET");
+    queued_.emplace_back("RESET");
+  }
+  asio::awaitable<Outcome> receive(backend::ResultSink&) override {
+    Outcome out;
+    const std::string sql = queued_.front();
+    queued_.pop_front();
+    s_->log.push_back("recv " + sql);
+    if (auto it = s_->tx_after.find(sql); it != s_->tx_after.end()) tx_ = it->second;
+    if (auto it = s_->fails.find(sql); it != s_->fails.end()) {
+      out.error = backend::BackendError{ErrorCode::sql_error, "scripted failure", it->second, std::nullopt, false, false};
+      if (tx_ == TxStatus::in_tx) tx_ = TxStatus::failed_tx;  // PostgreSQL's rule
+    }
+    out.tx = tx_;
+    co_return out;
+  }
+  int outstanding() const override { return static_cast<int>(queued_.size()); }
+  void cancel() override {}
+  void abort() override {}
+  bool looks_alive() override { return true; }
+  asio::awaitable<bool> ping() override { co_return true; }
+  asio::awaitable<void> close() override { co_return; }
+
+ private:
+  std::shared_ptr<Script> s_;
+  std::deque<std::string> queued_;
+  TxStatus tx_ = TxStatus::idle;
+};
+
+struct Reply {
+  bool ok = false;
+  ErrorCode code = ErrorCode::internal;
+  bool in_transaction = false;
+};
+
+class RecordingResponder final : public Responder {
+ public:
+  void columns(std::uint32_t, std::span<const protocol::Column>) override {}
+  void row(std::uint32_t, std::span<const backend::ValueView>) override {}
+  std::uint64_t complete(std::uint32_t id, const protocol::Complete& done) override {
+    replies[id] = Reply{true, ErrorCode::internal, done.in_transaction};
+    order.push_back(id);
+    return 0;
+  }
+  std::uint64_t error(std::uint32_t id, const protocol::ErrorInfo& info) override {
+    replies[id] = Reply{false, info.code, false};
+    order.push_back(id);
+    return 0;
+  }
+  bool full() const override { return false; }
+  asio::awaitable<bool> drained(const bool*) override { co_return true; }
+  void wake() override {}
+  std::size_t max_row_bytes() const override { return SIZE_MAX; }
+  std::map<std::uint32_t, Reply> replies;
+  std::vector<std::uint32_t> order;
+};
+
+class EngineTest : public ::testing::Test {
+ protected:
+  EngineTest() : script_(std::make_shared<Script>()) {
+    auto config = std::make_shared<Config>();
+    BindConfig bind;
+    bind.key = "pg";
+    bind.url.backend = Backend::postgresql;
+    bind.pool.max = 1;
+    bind.pool.acquire_timeout = std::chrono::seconds(5);
+    config->default_bind = "pg";
+    config->binds.emplace("pg", bind);
+    auto s = script_;
+    pool::Factory factory = [s](asio::any_io_executor) -> asio::awaitable<backend::ConnectResult> {
+      backend::ConnectResult r;
+      r.conn = std::make_unique<ScriptedConnection>(s);
+      co_return r;
+    };
+    auto routes = std::make_shared<Routes>();
+    routes->config = config;
+    routes->pools["pg"] = std::make_shared<pool::Pool>(io_.get_executor(), bind, std::move(factory), nullptr);
+    routes_ = routes;
+    engine_ = std::make_unique<Engine>(routes);
+    session_ = std::make_shared<ClientSession>(*engine_, asio::make_strand(io_), responder_, 1, Limits{});
+  }
+  ~EngineTest() override {
+    asio::co_spawn(io_, session_->close(), asio::detached);
+    io_.restart();
+    io_.run_for(std::chrono::seconds(2));
+    for (auto& [k, p] : routes_->pools) p->stop();
+    io_.restart();
+    io_.run_for(std::chrono::seconds(1));
+  }
+  void query(std::uint32_t id, std::string sql) {
+    Request r;
+    r.id = id;
+    r.sql = std::move(sql);
+    session_->submit(std::move(r));
+  }
+  void run() {
+    io_.restart();
+    io_.run_for(std::chrono::seconds(2));
+  }
+  // Position of an event in the log (-1 if absent).
+  int at(const std::string& event) const {
+    for (std::size_t i = 0; i < script_->log.size(); ++i)
+      if (script_->log[i] == event) return static_cast<int>(i);
+    return -1;
+  }
+
+  asio::io_context io_;
+  std::shared_ptr<Script> script_;
+  std::shared_ptr<const Routes> routes_;
+  std::unique_ptr<Engine> engine_;
+  RecordingResponder responder_;
+  std::shared_ptr<ClientSession> session_;
+};
+
+TEST_F(EngineTest, QueuedStatementsArePipelinedButACommitWaitsForWhatPrecedesIt) {
+  script_->tx_after = {{"BEGIN", TxStatus::in_tx}, {"COMMIT", TxStatus::idle}};
+  query(1, "BEGIN");
+  query(2, "INSERT 1");
+  query(3, "INSERT 2");
+  query(4, "COMMIT");
+  run();
+  ASSERT_EQ(responder_.order, (std::vector<std::uint32_t>{1, 2, 3, 4}));
+  // The inserts went out before BEGIN's answer was read: pipelined.
+  EXPECT_LT(at("send INSERT 1"), at("recv BEGIN"));
+  EXPECT_LT(at("send INSERT 2"), at("recv BEGIN"));
+  // The COMMIT only after the last statement before it was answered.
+  EXPECT_GT(at("send COMMIT"), at("recv INSERT 2"));
+  EXPECT_TRUE(responder_.replies[4].ok);
+  EXPECT_FALSE(responder_.replies[4].in_transaction);
+  EXPECT_GT(engine_->stats().get("pg")->pipelined.load(), 0u);
+}
+
+TEST_F(EngineTest, AFailedTransactionsCommitIsRefusedAndNeverSent) {
+  script_->tx_after = {{"BEGIN", TxStatus::in_tx}, {"ROLLBACK", TxStatus::idle}};
+  script_->fails = {{"INSERT dup", "23505"}};
+  query(1, "BEGIN");
+  query(2, "INSERT dup");
+  query(3, "INSERT 3");
+  query(4, "COMMIT");
+  run();
+  ASSERT_EQ(responder_.order.size(), 4u);
+  EXPECT_FALSE(responder_.replies[2].ok);
+  EXPECT_FALSE(responder_.replies[4].ok);
+  EXPECT_EQ(responder_.replies[4].code, ErrorCode::tx_aborted);
+  EXPECT_EQ(at("send COMMIT"), -1) << "a COMMIT of a failed transaction reached the backend";
+  query(5, "ROLLBACK");
+  run();
+  EXPECT_TRUE(responder_.replies[5].ok);
+  EXPECT_GE(at("send ROLLBACK"), 0);
+}
+
+TEST_F(EngineTest, StatementsThatMayEndATransactionAreNeverSentAhead) {
+  script_->tx_after = {{"BEGIN", TxStatus::in_tx}, {"END", TxStatus::idle}};
+  query(1, "BEGIN");
+  query(2, "SELECT 1");
+  query(3, "  end");
+  query(4, "DO $$ BEGIN COMMIT; END $$");
+  query(5, "call p()");
+  run();
+  ASSERT_EQ(responder_.order.size(), 5u);
+  EXPECT_GT(at("send   end"), at("recv SELECT 1"));
+  EXPECT_GT(at("send DO $$ BEGIN COMMIT; END $$"), at("recv   end"));
+  EXPECT_GT(at("send call p()"), at("recv DO $$ BEGIN COMMIT; END $$"));
+}
+
+}  // namespace
+}  // namespace binds::engine
