@@ -101,4 +101,10 @@ bool is_transaction_rollback(std::string_view sql) { return is_bare_tx_end(sql, 
 
 bool is_transaction_commit(std::string_view sql) { return is_bare_tx_end(sql, {"COMMIT", "END"}); }
 
+bool may_end_transaction(std::string_view sql) {
+  const std::string first = first_word(upper(sql));
+  return first.empty() || first == "COMMIT" || first == "END" || first == "ROLLBACK" || first == "ABORT" ||
+         first == "PREPARE" || first == "CALL" || first == "DO";
+}
+
 }  // namespace binds

@@ -29,4 +29,10 @@ bool is_transaction_rollback(std::string_view sql);
 // Whether sql is a plain COMMIT (or END) of the whole transaction.
 bool is_transaction_commit(std::string_view sql);
 
+// Whether sql may end, commit or prepare the open transaction (COMMIT, END, ROLLBACK, ABORT,
+// PREPARE TRANSACTION, or CALL and DO, whose code may commit). Conservative: a statement whose
+// first keyword cannot be read counts. The engine never sends such a statement ahead of the
+// outcome of the one before it.
+bool may_end_transaction(std::string_view sql);
+
 }  // namespace binds

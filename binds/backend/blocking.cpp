@@ -161,10 +161,6 @@ class BatchingSink final : public binds::RowSink {
   bool too_large_ = false;
 };
 
-BackendError convert(const binds::BackendError& e) {
-  return e;
-}
-
 TxStatus convert(binds::TxStatus t) {
   switch (t) {
     case binds::TxStatus::idle: return TxStatus::idle;
@@ -308,7 +304,7 @@ class BlockingConnection final : public Connection {
                                      std::to_string(max_row) + " bytes)",
                                  "", std::nullopt, false, false};
       } else if (!(stopped && !x->error->connection_broken)) {
-        out.error = convert(*x->error);
+        out.error = *x->error;
       }
       if (out.error && out.error->connection_broken) broken_ = true;
     }
@@ -439,7 +435,7 @@ asio::awaitable<ConnectResult> connect_blocking(const DatabaseUrl& url, const Co
   auto opened = co_await on_worker(workers->statements, std::move(open));
   ConnectResult r;
   if (!opened.conn) {
-    r.error = convert(opened.err);
+    r.error = opened.err;
     r.error.code = protocol::ErrorCode::backend_unavailable;
     co_return r;
   }

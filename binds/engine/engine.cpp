@@ -2,8 +2,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <cctype>
-
 #include "binds/session_state.hpp"
 
 namespace binds::engine {
@@ -378,26 +376,6 @@ void ClientSession::stop(const std::shared_ptr<Running>& r, ErrorCode why) {
   });
 }
 
-namespace {
-
-// Whether a statement may end, commit or prepare the transaction. Such a statement is never sent
-// ahead of the outcome of the one before it: the engine must first know whether the transaction
-// failed or was lost (an acknowledged COMMIT must mean committed). Conservative: anything that
-// does not start with a plain keyword counts.
-bool may_end_transaction(std::string_view sql) {
-  std::size_t i = 0;
-  while (i < sql.size() && (sql[i] == ' ' || sql[i] == '\t' || sql[i] == '\n' || sql[i] == '\r')) ++i;
-  std::size_t j = i;
-  while (j < sql.size() && std::isalpha(static_cast<unsigned char>(sql[j]))) ++j;
-  if (j == i) return true;
-  std::string word(sql.substr(i, j - i));
-  for (auto& c : word) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return word == "COMMIT" || word == "END" || word == "ROLLBACK" || word == "ABORT" || word == "PREPARE" ||
-         word == "CALL" || word == "DO";
-}
-
-}  // namespace
-
 void ClientSession::prefetch(Lane& l, backend::Connection& conn) {
   // PostgreSQL alone: with a Sync after each statement its answers to pipelined statements are
   // exactly those of the same statements sent one by one (an error fails only its own statement,
@@ -445,8 +423,7 @@ asio::awaitable<void> ClientSession::execute(Lane& l, Request req, std::shared_p
   }
 
   // What the engine knows without a backend round trip (a request already sent is past that).
-  if (sent) {
-  } else if (l.tx_aborted) {
+  if (!sent && l.tx_aborted) {
     // Only a ROLLBACK ends a transaction the client has lost: a COMMIT is refused too and the
     // state stays, so nothing the client meant to run inside it can run in autocommit.
     if (kind == Kind::rollback || (kind == Kind::query && is_transaction_rollback(req.sql))) {

@@ -55,3 +55,20 @@ TEST(SessionState, PlainCommitIsRecognised) {
   for (const char* sql : {"COMMIT AND CHAIN", "COMMIT PREPARED 'x'", "ROLLBACK", "COMMITTED", "END IF"})
     EXPECT_FALSE(is_transaction_commit(sql)) << sql;
 }
+
+namespace binds {
+namespace {
+
+TEST(MayEndTransaction, TransactionEndingAndUnreadableStatementsCount) {
+  for (const char* sql : {"COMMIT", "  end", "rollback to savepoint a", "ABORT", "PREPARE TRANSACTION 'x'",
+                          "call p()", "DO $$ BEGIN COMMIT; END $$", "/* c */ COMMIT", "", "  ;"}) {
+    EXPECT_TRUE(may_end_transaction(sql)) << sql;
+  }
+  for (const char* sql : {"SELECT 1", "insert into t values (1)", "-- note\nUPDATE t SET a = 1", "(SELECT 1)",
+                          "WITH x AS (SELECT 1) SELECT * FROM x", "BEGIN"}) {
+    EXPECT_FALSE(may_end_transaction(sql)) << sql;
+  }
+}
+
+}  // namespace
+}  // namespace binds
