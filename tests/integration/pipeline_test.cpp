@@ -135,6 +135,39 @@ TEST(Pipeline, ACancelStopsTheRequestItNamesEvenWhenItWasSentAhead) {
   EXPECT_EQ(scalar(c, "SELECT 5", b), "5");
 }
 
+// The backend session dies while a transaction's statements are pipelined on it: nothing of the
+// transaction is committed, every request after the death fails, the COMMIT is refused, and the
+// bind serves the next transaction on a fresh connection.
+TEST(Pipeline, ABackendDyingUnderPipelinedTransactionCommitsNothing) {
+  BINDS_REQUIRE_URL("BINDS_TEST_PG_URL", pg);
+  direct(pg, "DROP TABLE IF EXISTS binds_pipeline_kill");
+  direct(pg, "CREATE TABLE binds_pipeline_kill (id int PRIMARY KEY)");
+  Daemon d(pg_bind(pg + "?application_name=binds_pipeline_kill"));
+  auto c = d.connect();
+  const std::optional<std::string> b("pg");
+  std::vector<std::uint32_t> ids = {
+      c.send_query("BEGIN", {}, b),
+      c.send_query("INSERT INTO binds_pipeline_kill VALUES (1)", {}, b),
+      c.send_query("SELECT pg_sleep(2)", {}, b),
+      c.send_query("INSERT INTO binds_pipeline_kill VALUES (2)", {}, b),
+      c.send_query("COMMIT", {}, b),
+  };
+  std::this_thread::sleep_for(300ms);
+  direct(pg, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'binds_pipeline_kill'");
+  EXPECT_FALSE(c.wait(ids[0]).error);
+  EXPECT_FALSE(c.wait(ids[1]).error);
+  for (int i = 2; i < 5; ++i) {
+    Reply r = c.wait(ids[i]);
+    ASSERT_TRUE(r.error) << "request " << i << " succeeded after its backend died";
+    EXPECT_TRUE(r.error->code == ErrorCode::backend_unavailable || r.error->code == ErrorCode::tx_aborted)
+        << i << ": " << r.error->message;
+  }
+  EXPECT_FALSE(c.wait(c.send_query("ROLLBACK", {}, b)).error);
+  EXPECT_EQ(direct(pg, "SELECT count(*) FROM binds_pipeline_kill").at(0).at(0), Value(std::int64_t{0}));
+  EXPECT_EQ(scalar(c, "SELECT 9", b), "9");
+  direct(pg, "DROP TABLE binds_pipeline_kill");
+}
+
 TEST(Pipeline, AClientLeavingWithRequestsOnTheWireLeavesNothingBehind) {
   BINDS_REQUIRE_URL("BINDS_TEST_PG_URL", pg);
   Daemon d("binds:\n  pg:\n    url: " + pg + "\n    pool: { max: 1, acquire_timeout: 10s }\n");
