@@ -61,9 +61,14 @@ class Daemon:
         while True:
             if self.proc.poll() is not None:
                 pytest.fail(f"bindsd exited with {self.proc.returncode}:\n{self.log()}")
+            # Both listeners: bindsd opens TCP before the Unix socket, and a test may use either.
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
+                    pass
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as u:
+                    u.settimeout(1)
+                    u.connect(self.sock_path)
+                return
             except OSError:
                 if time.monotonic() > deadline:
                     self.stop()
