@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <charconv>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -19,7 +20,8 @@ constexpr const char* kUsage = R"(usage: binds [--host HOST:PORT | --socket PATH
 commands:
   query [--bind KEY] [--format table|json|csv] SQL [PARAM...]
         run one statement; placeholders are the backend's own ($1 for PostgreSQL, ? otherwise).
-        PARAM: 42 (int), text (anything else), or typed: null: int:7 float:1.5 bool:true
+        PARAM: an int64 in canonical decimal form (42, -5; not 007, +7, -0, 1e3) is sent as an int,
+               anything else as text, unchanged; or typed: null: int:7 float:1.5 bool:true
                text:42 bytes:DEADBEEF decimal:1.50 date:2024-01-31 time:12:00:00
                timestamp:2024-01-31T12:00:00 json:{"a":1} uuid:...
   list [--format table|json]   list the binds (no credentials)
@@ -29,6 +31,8 @@ commands:
   pause KEY | resume KEY       hold new requests for a bind / let them through again
   drain KEY                    pause and close the bind's connections as they go idle
   reconnect KEY                replace every connection of a bind
+options (--host, --socket, --bind/-b, --format/-f, --help/-h) may come anywhere before "--";
+  every word after "--" is an argument (binds query 'SELECT $1' -- --bind); -5 is an argument.
 address: --host/--socket, else $BINDS_ADDR (unix:PATH, tcp:HOST:PORT or HOST:PORT),
          else listen.unix of ./binds.yaml, else /run/binds/bindsd.sock
 )";
@@ -56,53 +60,58 @@ std::string default_address() {
   return "unix:/run/binds/bindsd.sock";
 }
 
+// A command-line parameter. Untyped, it is an int64 only when it is one written canonically (the
+// text reads back identical: no leading zeros, '+', "-0" or spaces); otherwise it is sent as text,
+// unchanged, so 007 stays 007. A typed prefix (int:, text:, float:, ...) is parse_param's.
+Value cli_param(const std::string& s) {
+  if (s.find(':') != std::string::npos) return parse_param(s);
+  std::int64_t i = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), i);
+  if (!s.empty() && ec == std::errc() && p == s.data() + s.size() && std::to_string(i) == s) return i;
+  return s;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
+  // Options may come anywhere before "--" (so after the SQL too); every other word, and every word
+  // after "--", is positional: the command, then its arguments. Options start with "--" (or are one
+  // of the short forms -b, -f, -h), so a parameter like -5 stays a parameter.
   std::string address;
-  std::size_t i = 0;
-  for (; i < args.size(); ++i) {
-    const auto& a = args[i];
-    if (a == "--host" || a == "--socket") {
-      if (i + 1 >= args.size()) usage_error(a + " needs a value");
-      address = (a == "--host" ? "tcp:" : "unix:") + args[++i];
-    } else if (a == "--help" || a == "-h") {
-      std::cout << kUsage;
-      return 0;
-    } else if (a.rfind("--", 0) == 0) {
-      usage_error("unknown option " + a);
-    } else {
-      break;
-    }
-  }
-  if (i >= args.size()) usage_error("no command given");
-  std::string cmd = args[i++];
-  if (address.empty()) address = default_address();
-
   std::optional<std::string> bind;
   Format format = Format::table;
-  std::vector<std::string> rest;
-  for (; i < args.size(); ++i) {
+  std::vector<std::string> positional;
+  for (std::size_t i = 0; i < args.size(); ++i) {
     const auto& a = args[i];
-    if (!rest.empty()) {  // after the SQL everything is a parameter, even "--x"
-      rest.push_back(a);
+    auto value = [&]() -> const std::string& {
+      if (i + 1 >= args.size()) usage_error(a + " needs a value");
+      return args[++i];
+    };
+    if (a == "--") {
+      positional.insert(positional.end(), args.begin() + static_cast<long>(i) + 1, args.end());
+      break;
+    } else if (a == "--host" || a == "--socket") {
+      address = (a == "--host" ? "tcp:" : "unix:") + value();
     } else if (a == "--bind" || a == "-b") {
-      if (i + 1 >= args.size()) usage_error("--bind needs a value");
-      bind = args[++i];
+      bind = value();
     } else if (a == "--format" || a == "-f") {
       if (i + 1 >= args.size() || !parse_format(args[i + 1], format))
         usage_error("--format must be table, json or csv");
       ++i;
-    } else if (a == "--") {
-      rest.insert(rest.end(), args.begin() + static_cast<long>(i) + 1, args.end());
-      break;
-    } else if (a.rfind("--", 0) == 0 && a.size() > 2) {
-      usage_error("unknown option " + a);
+    } else if (a == "--help" || a == "-h") {
+      std::cout << kUsage;
+      return 0;
+    } else if (a.rfind("--", 0) == 0) {
+      usage_error("unknown option " + a + " (use -- before an argument that starts with --)");
     } else {
-      rest.push_back(a);
+      positional.push_back(a);
     }
   }
+  if (positional.empty()) usage_error("no command given");
+  std::string cmd = positional.front();
+  std::vector<std::string> rest(positional.begin() + 1, positional.end());
+  if (address.empty()) address = default_address();
 
   try {
     if (cmd == "query") {
@@ -110,7 +119,7 @@ int main(int argc, char** argv) {
       std::vector<Value> params;
       for (std::size_t j = 1; j < rest.size(); ++j) {
         try {
-          params.push_back(parse_param(rest[j]));
+          params.push_back(cli_param(rest[j]));
         } catch (const std::invalid_argument& e) {
           usage_error("parameter " + std::to_string(j) + ": " + e.what());
         }
