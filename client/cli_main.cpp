@@ -60,17 +60,6 @@ std::string default_address() {
   return "unix:/run/binds/bindsd.sock";
 }
 
-// A command-line parameter. Untyped, it is an int64 only when it is one written canonically (the
-// text reads back identical: no leading zeros, '+', "-0" or spaces); otherwise it is sent as text,
-// unchanged, so 007 stays 007. A typed prefix (int:, text:, float:, ...) is parse_param's.
-Value cli_param(const std::string& s) {
-  if (s.find(':') != std::string::npos) return parse_param(s);
-  std::int64_t i = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), i);
-  if (!s.empty() && ec == std::errc() && p == s.data() + s.size() && std::to_string(i) == s) return i;
-  return s;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -119,7 +108,7 @@ int main(int argc, char** argv) {
       std::vector<Value> params;
       for (std::size_t j = 1; j < rest.size(); ++j) {
         try {
-          params.push_back(cli_param(rest[j]));
+          params.push_back(parse_param(rest[j]));
         } catch (const std::invalid_argument& e) {
           usage_error("parameter " + std::to_string(j) + ": " + e.what());
         }

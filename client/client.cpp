@@ -82,6 +82,8 @@ Client Client::connect(const std::string& address, const std::string& client_nam
   }
   if (f.type() != FrameType::hello_ok || !protocol::decode_hello_ok(f.body, c.hello_, why))
     throw ClientError("bad handshake reply from server: " + why);
+  // The server promised never to send a body over max_frame (PROTOCOL.md §2): hold it to that.
+  if (c.hello_.max_frame > 0) c.impl_->decoder.set_max_body(c.hello_.max_frame);
   return c;
 }
 
@@ -343,9 +345,11 @@ Value parse_param(const std::string& s) {
     protocol::Type t;
     if (protocol::type_from_name(type, t) && protocol::is_text_encoded(t)) return protocol::Tagged{t, v};
   }
+  // Untyped, an int64 only when written canonically (the text reads back identical: no leading
+  // zeros, '+', "-0" or spaces); otherwise text, unchanged, so 007 stays 007.
   std::int64_t i = 0;
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), i);
-  if (!s.empty() && ec == std::errc() && p == s.data() + s.size()) return i;
+  if (!s.empty() && ec == std::errc() && p == s.data() + s.size() && std::to_string(i) == s) return i;
   return s;
 }
 

@@ -101,7 +101,7 @@ class Client {
   protocol::HelloOk hello_;
 };
 
-// Parses a CLI-style parameter: "42" → int64, "null:" → NULL, "text:42" → text, "float:1.5",
+// Parses a CLI-style parameter: "42" → int64 (only the canonical form: "007" stays text), "null:" → NULL, "text:42" → text, "float:1.5",
 // "bool:true", "bytes:DEADBEEF" (hex), "decimal:1.50", "date:…", "time:…", "timestamp:…",
 // "json:…", "uuid:…"; anything else → text. Throws std::invalid_argument on a bad typed value.
 Value parse_param(const std::string& s);

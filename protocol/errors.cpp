@@ -5,11 +5,11 @@
 namespace binds::protocol {
 
 namespace {
-constexpr std::array<std::string_view, 14> kNames = {
+constexpr std::array<std::string_view, 15> kNames = {
     "PROTOCOL_ERROR", "UNSUPPORTED_VERSION", "UNKNOWN_FRAME_TYPE", "BAD_REQUEST",
     "UNKNOWN_BIND",   "SQL_ERROR",           "BACKEND_UNAVAILABLE", "POOL_TIMEOUT",
     "BUSY",           "SHUTTING_DOWN",       "INTERNAL",            "TX_ABORTED",
-    "CANCELLED",      "TIMEOUT"};
+    "CANCELLED",      "TIMEOUT",             "TOO_MANY_CLIENTS"};
 }
 
 std::string_view error_code_name(ErrorCode c) {

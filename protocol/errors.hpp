@@ -20,6 +20,7 @@ enum class ErrorCode {
   tx_aborted,
   cancelled,
   timeout,
+  too_many_clients,
 };
 
 std::string_view error_code_name(ErrorCode c);  // "SQL_ERROR", ...

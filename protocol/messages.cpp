@@ -1,8 +1,11 @@
 #include "protocol/messages.hpp"
 
 #include <array>
+#include <cstring>
 #include <limits>
 #include <msgpack.hpp>
+
+#include "protocol/utf8.hpp"
 
 namespace binds::protocol {
 
@@ -28,8 +31,25 @@ std::string finish_frame(std::string frame, FrameType type, std::uint32_t id) {
 }
 
 void pack_str(Packer& pk, std::string_view s) {
+  if (!is_valid_utf8(s)) [[unlikely]] {
+    const std::string fixed = repair_utf8(s);
+    pk.pack_str(static_cast<std::uint32_t>(fixed.size()));
+    pk.pack_str_body(fixed.data(), static_cast<std::uint32_t>(fixed.size()));
+    return;
+  }
   pk.pack_str(static_cast<std::uint32_t>(s.size()));
   pk.pack_str_body(s.data(), static_cast<std::uint32_t>(s.size()));
+}
+
+// msgpack-c's pack_double writes an integral double as an integer (1.0 becomes fixint 1, -0.0
+// becomes 0, 1e19 a uint64): a float64 column must carry float 64 values (PROTOCOL.md §5).
+void pack_float64(Packer& pk, double d) {
+  std::uint64_t bits;
+  std::memcpy(&bits, &d, sizeof bits);
+  char buf[9];
+  buf[0] = static_cast<char>(0xcb);
+  for (int k = 0; k < 8; ++k) buf[1 + k] = static_cast<char>(bits >> (56 - 8 * k));
+  pk.pack_bin_body(buf, sizeof buf);  // appends raw bytes: the header above is ours
 }
 
 void pack_value(Packer& pk, const Value& v) {
@@ -38,7 +58,7 @@ void pack_value(Packer& pk, const Value& v) {
     void operator()(const Null&) { pk.pack_nil(); }
     void operator()(bool b) { b ? pk.pack_true() : pk.pack_false(); }
     void operator()(std::int64_t i) { pk.pack_int64(i); }
-    void operator()(double d) { pk.pack_double(d); }
+    void operator()(double d) { pack_float64(pk, d); }
     void operator()(const std::string& s) { pack_str(pk, s); }
     void operator()(const Bytes& b) {
       pk.pack_bin(static_cast<std::uint32_t>(b.data.size()));
@@ -107,6 +127,10 @@ bool get_str(const Obj& map, std::string_view key, std::string& out, bool requir
     return false;
   }
   out.assign(o->via.str.ptr, o->via.str.size);
+  if (!is_valid_utf8(out)) {
+    error = "\"" + std::string(key) + "\" is not valid UTF-8";
+    return false;
+  }
   return true;
 }
 
@@ -159,7 +183,14 @@ bool decode_value(const Obj& o, Value& out, std::string& error) {
     }
     case msgpack::type::FLOAT32:
     case msgpack::type::FLOAT64: out = o.via.f64; return true;
-    case msgpack::type::STR: out = std::string(o.via.str.ptr, o.via.str.size); return true;
+    case msgpack::type::STR:
+      // A str is UTF-8 by the msgpack spec and by ours; bytes that are not go as bin.
+      if (!is_valid_utf8(std::string_view(o.via.str.ptr, o.via.str.size))) {
+        error = "text is not valid UTF-8 (send bytes as bin)";
+        return false;
+      }
+      out = std::string(o.via.str.ptr, o.via.str.size);
+      return true;
     case msgpack::type::BIN: out = Bytes{std::string(o.via.bin.ptr, o.via.bin.size)}; return true;
     case msgpack::type::EXT: {
       int code = o.via.ext.type();
@@ -413,7 +444,7 @@ void RowBatchWriter::add(std::span<const ValueView> row) {
       case Type::null: pk.pack_nil(); break;
       case Type::boolean: v.b ? pk.pack_true() : pk.pack_false(); break;
       case Type::int64: pk.pack_int64(v.i); break;
-      case Type::float64: pk.pack_double(v.f); break;
+      case Type::float64: pack_float64(pk, v.f); break;
       case Type::text: pack_str(pk, v.s); break;
       case Type::bytes:
         pk.pack_bin(static_cast<std::uint32_t>(v.s.size()));
@@ -441,6 +472,36 @@ std::string RowBatchWriter::finish(std::uint32_t id) {
   buf_.clear();
   rows_ = 0;
   return finish_frame(std::move(f), FrameType::rows, id);
+}
+
+std::string RowBatchWriter::finish_all_but_last(std::uint32_t id, std::size_t last_row_start) {
+  std::string last = buf_.substr(last_row_start);
+  buf_.resize(last_row_start);
+  --rows_;
+  std::string frame = finish(id);
+  buf_ = std::move(last);
+  rows_ = 1;
+  return frame;
+}
+
+std::string encode_error_within(std::uint32_t id, ErrorInfo info, std::size_t max_frame) {
+  std::string frame = encode_error(id, info);
+  if (frame.size() - kHeaderSize <= max_frame) return frame;
+  constexpr std::string_view kCut = " [message truncated: too long for max_frame]";
+  // An unknown bind's name is echoed from the request, which may itself be near max_frame.
+  const auto cut_at_char = [](std::string& text, std::size_t keep) {
+    keep = std::min(keep, text.size());
+    while (keep > 0 && (static_cast<unsigned char>(text[keep]) & 0xC0) == 0x80) --keep;
+    text.resize(keep);
+  };
+  if (info.bind && info.bind->size() > 1024) cut_at_char(*info.bind, 1024);
+  frame = encode_error(id, info);
+  if (frame.size() - kHeaderSize <= max_frame) return frame;
+  const std::size_t overhead = frame.size() - kHeaderSize - info.message.size() + kCut.size() + 16;
+  // Cut at the start of a UTF-8 sequence so no partial character is left.
+  cut_at_char(info.message, max_frame > overhead ? max_frame - overhead : 0);
+  info.message.append(kCut);
+  return encode_error(id, info);
 }
 
 bool decode_hello(const std::string& body, Hello& out, std::string& error) {
@@ -498,6 +559,11 @@ bool decode_query(const std::string& body, QueryRequest& out, std::string& error
     out.bind = std::move(bind);
   }
   if (!get_str(m, "sql", out.sql, true, error)) return false;
+  // Backends that read SQL as a C string would stop at the NUL and run only what precedes it.
+  if (out.sql.find('\0') != std::string::npos) {
+    error = "the SQL text contains a NUL byte";
+    return false;
+  }
   std::int64_t timeout = 0;
   if (!get_int(m, "timeout_ms", timeout, false, error)) return false;
   if (timeout < 0 || timeout > 0xFFFFFFFFLL) {

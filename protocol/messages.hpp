@@ -107,6 +107,10 @@ class RowBatchWriter {
   std::size_t bytes() const { return buf_.size(); }
   // Returns the frame and resets the writer for the next batch.
   std::string finish(std::uint32_t id);
+  // Returns a frame of every row but the last (which began at byte `last_row_start`, the bytes()
+  // before its add) and keeps that row as the start of the next batch: how a batch that grew past
+  // max_frame is cut without re-encoding anything.
+  std::string finish_all_but_last(std::uint32_t id, std::size_t last_row_start);
 
  private:
   std::string buf_;
@@ -114,6 +118,10 @@ class RowBatchWriter {
 };
 
 // --- decoders: false + error text on malformed input ---
+// An ERROR frame whose body fits max_frame: an overlong message (a backend echoing a 100 KB
+// statement) is cut at a UTF-8 boundary and says so.
+std::string encode_error_within(std::uint32_t id, ErrorInfo info, std::size_t max_frame);
+
 bool decode_hello(const std::string& body, Hello& out, std::string& error);
 bool decode_hello_ok(const std::string& body, HelloOk& out, std::string& error);
 bool decode_query(const std::string& body, QueryRequest& out, std::string& error);

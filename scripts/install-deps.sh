@@ -17,6 +17,7 @@ test_pkgs=(
   libgtest-dev libgmock-dev libbenchmark-dev
   postgresql-15 postgresql-client-15 mariadb-server mariadb-client
   python3-msgpack python3-pytest python3-sqlalchemy python3-flask-sqlalchemy
+  python3-psycopg2 python3-pymysql
   python3-venv python3-pip sqlite3 procps systemd openssl
 )
 

@@ -84,6 +84,33 @@ void Server::open_unix(const std::string& path) {
   unix_acceptor_.emplace(std::move(acc));
 }
 
+// Tells a refused client why before closing, so it reports "too many clients" instead of a bare
+// disconnect. The ERROR goes out first (a new socket's buffer has room for it), then the side that
+// may have sent HELLO is drained briefly: closing with its bytes unread would reset the connection
+// and could destroy the ERROR before the client reads it.
+template <class Socket>
+static asio::awaitable<void> refuse_client(Socket socket, std::uint32_t max_clients) {
+  // Shared with the deadline's handler, which may already be queued when the reads end.
+  auto sock = std::make_shared<Socket>(std::move(socket));
+  boost::system::error_code ec;
+  protocol::ErrorInfo info;
+  info.code = protocol::ErrorCode::too_many_clients;
+  info.message = "bindsd has " + std::to_string(max_clients) + " clients connected (limits.max_clients); try later";
+  const std::string frame = protocol::encode_error(0, info);
+  co_await asio::async_write(*sock, asio::buffer(frame), asio::redirect_error(asio::use_awaitable, ec));
+  if (!ec) sock->shutdown(asio::socket_base::shutdown_send, ec);
+  asio::steady_timer deadline(sock->get_executor(), 500ms);
+  deadline.async_wait([sock](boost::system::error_code e) {
+    boost::system::error_code ignored;
+    if (!e) sock->close(ignored);
+  });
+  std::array<char, 512> sink;
+  while (!ec && sock->is_open())
+    co_await sock->async_read_some(asio::buffer(sink), asio::redirect_error(asio::use_awaitable, ec));
+  deadline.cancel();
+  sock->close(ec);
+}
+
 template <class Acceptor>
 static asio::awaitable<void> accept_loop(Server& server, Acceptor& acceptor, std::atomic<bool>& stopping) {
   while (!stopping) {
@@ -102,7 +129,7 @@ static asio::awaitable<void> accept_loop(Server& server, Acceptor& acceptor, std
     const std::uint32_t max_clients = server.routes()->config->limits.max_clients;
     if (server.counters().clients_now >= static_cast<std::int64_t>(max_clients)) {
       spdlog::warn("refusing a client: {} clients connected (limit)", max_clients);
-      sock.close(ec);
+      asio::co_spawn(strand, refuse_client(std::move(sock), max_clients), asio::detached);
       continue;
     }
     asio::co_spawn(strand, run_session(server, std::move(sock)),

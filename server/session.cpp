@@ -41,15 +41,40 @@ class NativeResponder final : public engine::Responder {
     auto& p = pending_[id];
     flush(id, p);
     auto frame = protocol::encode_columns(id, std::vector<protocol::Column>(cols.begin(), cols.end()));
+    if (frame.size() - protocol::kHeaderSize > limits_.max_frame) {
+      // No frame may exceed max_frame and a COLUMNS frame cannot be split: the result is refused
+      // whole (its rows are read and dropped), never sent in part.
+      ErrorInfo e;
+      e.code = protocol::ErrorCode::bad_request;
+      e.message = "the result's " + std::to_string(cols.size()) + " column descriptions take " +
+                  std::to_string(frame.size() - protocol::kHeaderSize) + " bytes, more than max_frame (" +
+                  std::to_string(limits_.max_frame) + "); select fewer columns";
+      e.may_have_executed = true;
+      p.refused = std::move(e);
+      return;
+    }
     p.bytes += frame.size();
     out_.push(std::move(frame));
   }
   void row(std::uint32_t id, std::span<const protocol::ValueView> values) override {
     auto& p = pending_[id];
+    if (p.refused) return;
+    const std::size_t start = p.batch.bytes();
     p.batch.add(values);
+    // Each row fits max_frame (max_row_bytes), but the batch is cut before it would not.
+    if (p.batch.rows() > 1 && p.batch.bytes() + kRowsOverhead > limits_.max_frame) {
+      auto frame = p.batch.finish_all_but_last(id, start);
+      p.bytes += frame.size();
+      out_.push(std::move(frame));
+    }
     if (p.batch.rows() >= limits_.batch_rows || p.batch.bytes() >= limits_.batch_bytes) flush(id, p);
   }
   std::uint64_t complete(std::uint32_t id, const protocol::Complete& done) override {
+    auto it = pending_.find(id);
+    if (it != pending_.end() && it->second.refused) {
+      const ErrorInfo refused = std::move(*it->second.refused);
+      return error(id, refused);
+    }
     auto bytes = finish(id);
     auto frame = protocol::encode_complete(id, done);
     bytes += frame.size();
@@ -58,7 +83,7 @@ class NativeResponder final : public engine::Responder {
   }
   std::uint64_t error(std::uint32_t id, const ErrorInfo& info) override {
     auto bytes = finish(id);
-    auto frame = protocol::encode_error(id, info);
+    auto frame = protocol::encode_error_within(id, info, limits_.max_frame);
     bytes += frame.size();
     out_.push(std::move(frame));
     return bytes;
@@ -74,6 +99,7 @@ class NativeResponder final : public engine::Responder {
   struct Pending {
     protocol::RowBatchWriter batch;
     std::uint64_t bytes = 0;
+    std::optional<ErrorInfo> refused;  // the result cannot be sent: its rows are dropped
   };
   void flush(std::uint32_t id, Pending& p) {
     if (p.batch.rows() == 0) return;
@@ -158,7 +184,7 @@ struct Session {
     info.code = code;
     info.message = std::move(message);
     info.bind = std::move(bind);
-    outbox.push(protocol::encode_error(req_id, info));
+    outbox.push(protocol::encode_error_within(req_id, std::move(info), limits.max_frame));
   }
   void send_complete(std::uint32_t req_id, std::int64_t affected) {
     protocol::Complete done;

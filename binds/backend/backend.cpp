@@ -4,6 +4,16 @@
 
 namespace binds::backend {
 
+BackendError placeholder_mismatch(std::size_t placeholders, std::size_t given) {
+  BackendError e;
+  e.code = protocol::ErrorCode::sql_error;
+  e.sqlstate = "07001";
+  e.message = "the statement has " + std::to_string(placeholders) + " placeholder" +
+              (placeholders == 1 ? "" : "s") + " but " + std::to_string(given) + " parameter" +
+              (given == 1 ? " was" : "s were") + " given";
+  return e;
+}
+
 protocol::Value to_value(const ValueView& v) {
   using protocol::Type;
   switch (v.type) {

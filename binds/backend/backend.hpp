@@ -94,6 +94,10 @@ struct Statement {
   std::span<const protocol::Value> params;  // positional, bound by the backend, never spliced
 };
 
+// The same refusal on every backend when the values given do not match the statement's
+// placeholders (PROTOCOL.md §6.1): SQL_ERROR, SQLSTATE 07001 (wrong number of parameters).
+BackendError placeholder_mismatch(std::size_t placeholders, std::size_t given);
+
 struct Outcome {
   std::optional<BackendError> error;
   std::int64_t affected = 0;   // DML: affected rows (MySQL: changed rows); queries: rows returned

@@ -530,12 +530,7 @@ class MysqlConnection final : public Connection {
       if (stmt == nullptr) co_return;
       const unsigned long want = mysql_stmt_param_count(stmt);
       if (want != item.params.size()) {
-        BackendError e;
-        e.sqlstate = "07001";
-        e.message = "the statement has " + std::to_string(want) + " placeholder" + (want == 1 ? "" : "s") +
-                    " but " + std::to_string(item.params.size()) + " parameter" +
-                    (item.params.size() == 1 ? " was" : "s were") + " given";
-        out.error = std::move(e);
+        out.error = placeholder_mismatch(want, item.params.size());
         co_return;
       }
       bind_params(item.params);

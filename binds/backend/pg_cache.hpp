@@ -33,6 +33,7 @@ struct CachedStatement {
   std::string name;
   State state = State::parsing;
   bool returns_rows = false;  // RowDescription (true) or NoData
+  std::size_t placeholders = 0;  // highest $n in the text (counted only for statements with values)
   std::vector<protocol::Column> columns;
   int pins = 0;
   bool retired = false;

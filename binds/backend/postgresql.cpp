@@ -21,6 +21,7 @@
 #include "binds/backend/pg_connect.hpp"
 #include "binds/backend/pg_connection.hpp"
 #include "binds/backend/pg_stream.hpp"
+#include "protocol/pg/sql_scan.hpp"
 #include "binds/backend/pg_types.hpp"
 #include "protocol/pg/backend.hpp"
 #include "protocol/pg/frontend.hpp"
@@ -246,10 +247,29 @@ void PgConnection::send(const Statement& statement) {
     p.local_error = make_error(protocol::ErrorCode::bad_request, "the SQL text contains a NUL byte");
     return push(std::move(p));
   }
+  // PostgreSQL text cannot hold U+0000; it would refuse the value, but a client is better told
+  // which parameter and what to do (psycopg2 refuses it before sending, too).
+  for (std::size_t i = 0; i < statement.params.size(); ++i) {
+    const auto* text = std::get_if<std::string>(&statement.params[i]);
+    if (text && text->find('\0') != std::string::npos) {
+      p.local_error = make_error(protocol::ErrorCode::bad_request,
+                                 "parameter " + std::to_string(i + 1) +
+                                     ": PostgreSQL text cannot contain a NUL byte (send it as bytes)");
+      return push(std::move(p));
+    }
+  }
   params_.encode(statement.params);
   const std::string_view key = cache_.make_key(statement.sql, params_.oids());
   const std::size_t start = out_.size();
   CachedStatement* e = cache_.find(key);
+  // PostgreSQL accepts values for parameters the text never uses (their types are declared in
+  // the Parse): a miscounted call must fail as it does on the other backends (PROTOCOL.md §6.1).
+  const std::size_t placeholders =
+      e ? e->placeholders : statement.params.empty() ? 0 : pgwire::highest_placeholder(statement.sql);
+  if (statement.params.size() > placeholders) {
+    p.local_error = placeholder_mismatch(placeholders, statement.params.size());
+    return push(std::move(p));
+  }
   std::string_view name;  // "" = the unnamed statement
   pgwire::Error err = pgwire::Error::ok;
   if (e == nullptr) {
@@ -261,6 +281,7 @@ void PgConnection::send(const Statement& statement) {
     if (e) {
       p.parse_named = true;
       name = e->name;
+      e->placeholders = placeholders;
     }
     p.describe = true;
     err = pgwire::encode_parse(out_, name, statement.sql, params_.oids());

@@ -310,10 +310,9 @@ class SqliteConnection final : public Connection {
 
     const int expected = sqlite3_bind_parameter_count(g.st);
     if (expected != static_cast<int>(params.size())) {
-      return BackendError{protocol::ErrorCode::sql_error,
-                          "statement has " + std::to_string(expected) + " parameter(s) but " +
-                              std::to_string(params.size()) + " were given",
-                          "", SQLITE_RANGE, false};
+      BackendError e = backend::placeholder_mismatch(static_cast<std::size_t>(expected), params.size());
+      e.number = SQLITE_RANGE;
+      return e;
     }
     for (int i = 0; i < expected; ++i) {
       const Value& v = params[static_cast<std::size_t>(i)];

@@ -5,6 +5,7 @@
 #include <msgpack.hpp>
 
 #include "protocol/messages.hpp"
+#include "protocol/utf8.hpp"
 
 using namespace binds::protocol;
 
@@ -187,4 +188,135 @@ TEST(Messages, ErrorCodeNamesAreStable) {
     ASSERT_TRUE(error_code_from_name(n, back));
     EXPECT_EQ(back, c);
   }
+}
+
+// msgpack-c packs an integral double as an integer; a float64 column must hold float 64 values.
+TEST(Messages, Float64IsAlwaysAMsgpackFloat64) {
+  for (double d : {1.0, -0.0, 0.0, 1e19, -5.0, 3.25}) {
+    RowBatchWriter w;
+    w.add(Row{d});
+    const ValueView view = ValueView::float64(d);
+    w.add(std::span<const ValueView>(&view, 1));
+    const Frame f = decode_one(w.finish(1));
+    msgpack::object_handle oh = msgpack::unpack(f.body.data(), f.body.size());
+    const auto& rows = oh.get().via.map.ptr[0].val.via.array;
+    ASSERT_EQ(rows.size, 2u);
+    for (std::uint32_t r = 0; r < 2; ++r) {
+      const msgpack::object& v = rows.ptr[r].via.array.ptr[0];
+      ASSERT_EQ(v.type, msgpack::type::FLOAT64) << d;
+      EXPECT_EQ(std::signbit(v.via.f64), std::signbit(d));
+      EXPECT_EQ(v.via.f64, d);
+    }
+    // 0xcb + 8 bytes, big-endian, exactly as the msgpack spec writes float 64.
+    EXPECT_NE(f.body.find('\xcb'), std::string::npos);
+  }
+}
+
+TEST(Utf8, ValidationFollowsRfc3629) {
+  EXPECT_TRUE(is_valid_utf8(""));
+  EXPECT_TRUE(is_valid_utf8("plain ascii text longer than eight bytes"));
+  EXPECT_TRUE(is_valid_utf8("caf\xc3\xa9 \xe6\x97\xa5\xe6\x9c\xac \xf0\x9f\x98\x80"));
+  EXPECT_FALSE(is_valid_utf8("\xff"));
+  EXPECT_FALSE(is_valid_utf8("abcdefgh\xc3"));       // truncated after an ASCII run
+  EXPECT_FALSE(is_valid_utf8("\xc0\xaf"));           // overlong '/'
+  EXPECT_FALSE(is_valid_utf8("\xed\xa0\x80"));       // surrogate
+  EXPECT_FALSE(is_valid_utf8("\xf4\x90\x80\x80"));   // above U+10FFFF
+  EXPECT_EQ(repair_utf8("a\xff" "b"), "a\xef\xbf\xbd" "b");
+  // A truncated sequence is one replacement, as Python's errors="replace" gives.
+  EXPECT_EQ(repair_utf8("\xe6\x97" "x"), "\xef\xbf\xbd" "x");
+  EXPECT_EQ(repair_utf8("caf\xc3\xa9"), "caf\xc3\xa9");
+}
+
+TEST(Utf8, EveryStrTheBrokerSendsIsValid) {
+  ErrorInfo e{ErrorCode::unknown_bind, "unknown bind \"\xff\xfe\"", "\xc3", "", std::nullopt, false};
+  const Frame f = decode_one(encode_error(3, e));
+  ErrorInfo back;
+  std::string why;
+  ASSERT_TRUE(decode_error(f.body, back, why)) << why;
+  EXPECT_EQ(back.message, "unknown bind \"\xef\xbf\xbd\xef\xbf\xbd\"");
+  EXPECT_EQ(back.bind, "\xef\xbf\xbd");
+
+  RowBatchWriter w;
+  w.add(Row{std::string("ok\x80")});
+  std::vector<Row> rows;
+  ASSERT_TRUE(decode_rows(decode_one(w.finish(1)).body, rows, why));
+  EXPECT_EQ(std::get<std::string>(rows[0][0]), "ok\xef\xbf\xbd");
+}
+
+TEST(Messages, TextThatIsNotUtf8AndSqlWithNulAreRefusedByName) {
+  auto query_body = [](auto&& fill) {
+    msgpack::sbuffer b;
+    msgpack::packer<msgpack::sbuffer> pk(b);
+    fill(pk);
+    return std::string(b.data(), b.size());
+  };
+  QueryRequest q;
+  std::string why;
+  const std::string nul_sql = query_body([](auto& pk) {
+    pk.pack_map(1);
+    pk.pack(std::string("sql"));
+    pk.pack(std::string("SELECT 1\0; DROP TABLE t", 24));
+  });
+  EXPECT_FALSE(decode_query(nul_sql, q, why));
+  EXPECT_NE(why.find("NUL"), std::string::npos) << why;
+
+  const std::string bad_param = query_body([](auto& pk) {
+    pk.pack_map(2);
+    pk.pack(std::string("sql"));
+    pk.pack(std::string("SELECT ?, ?"));
+    pk.pack(std::string("params"));
+    pk.pack_array(2);
+    pk.pack(std::string("fine"));
+    pk.pack(std::string("\xff\xfe"));
+  });
+  EXPECT_FALSE(decode_query(bad_param, q, why));
+  EXPECT_NE(why.find("parameter 2"), std::string::npos) << why;
+  EXPECT_NE(why.find("UTF-8"), std::string::npos) << why;
+
+  const std::string bad_bind = query_body([](auto& pk) {
+    pk.pack_map(2);
+    pk.pack(std::string("sql"));
+    pk.pack(std::string("SELECT 1"));
+    pk.pack(std::string("bind"));
+    pk.pack(std::string("us\xe9rs"));
+  });
+  EXPECT_FALSE(decode_query(bad_bind, q, why));
+  EXPECT_NE(why.find("\"bind\" is not valid UTF-8"), std::string::npos) << why;
+}
+
+TEST(Messages, ErrorsAreCutToFitMaxFrame) {
+  ErrorInfo e{ErrorCode::sql_error, std::string(100000, 'x') + "\xc3\xa9", "main", "42601", std::nullopt, false};
+  for (std::size_t max : {4096u, 65536u}) {
+    const std::string f = encode_error_within(7, e, max);
+    EXPECT_LE(f.size() - kHeaderSize, max);
+    ErrorInfo back;
+    std::string why;
+    ASSERT_TRUE(decode_error(decode_one(f).body, back, why)) << why;
+    EXPECT_NE(back.message.find("truncated"), std::string::npos);
+    EXPECT_TRUE(is_valid_utf8(back.message));
+    EXPECT_EQ(back.sqlstate, "42601");
+  }
+  // A bind name echoed from a request near max_frame is cut too.
+  ErrorInfo unknown{ErrorCode::unknown_bind, "unknown bind", std::string(60000, 'b'), "", std::nullopt, false};
+  EXPECT_LE(encode_error_within(1, unknown, 4096).size() - kHeaderSize, 4096u);
+  // What fits is untouched.
+  ErrorInfo fine{ErrorCode::sql_error, "short", "main", "", std::nullopt, false};
+  EXPECT_EQ(encode_error_within(1, fine, 4096), encode_error(1, fine));
+}
+
+TEST(Messages, RowBatchCutBeforeItsLastRow) {
+  RowBatchWriter w;
+  w.add(Row{std::string("first")});
+  const std::size_t start = w.bytes();
+  w.add(Row{std::string("second")});
+  std::vector<Row> rows;
+  std::string why;
+  ASSERT_TRUE(decode_rows(decode_one(w.finish_all_but_last(2, start)).body, rows, why)) << why;
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(std::get<std::string>(rows[0][0]), "first");
+  EXPECT_EQ(w.rows(), 1u);
+  rows.clear();
+  ASSERT_TRUE(decode_rows(decode_one(w.finish(2)).body, rows, why)) << why;
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(std::get<std::string>(rows[0][0]), "second");
 }

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "protocol/pg/pgwire.hpp"
+#include "protocol/pg/sql_scan.hpp"
 
 using namespace binds::pgwire;
 using namespace std::string_literals;
@@ -1029,4 +1030,22 @@ TEST(PgEncode, ErrorTextNamesNoContent) {
   for (int e = 0; e <= static_cast<int>(Error::too_large); ++e) {
     EXPECT_FALSE(to_string(static_cast<Error>(e)).empty());
   }
+}
+
+TEST(SqlScan, HighestPlaceholderSkipsLiteralsCommentsAndIdentifiers) {
+  using binds::pgwire::highest_placeholder;
+  EXPECT_EQ(highest_placeholder("SELECT 1"), 0u);
+  EXPECT_EQ(highest_placeholder("SELECT $1"), 1u);
+  EXPECT_EQ(highest_placeholder("SELECT $2, $10, $3"), 10u);
+  EXPECT_EQ(highest_placeholder("SELECT '$5', $1"), 1u);
+  EXPECT_EQ(highest_placeholder("SELECT 'it''s $4', $1"), 1u);
+  EXPECT_EQ(highest_placeholder("SELECT E'\\' $4', $2"), 2u);
+  EXPECT_EQ(highest_placeholder("SELECT \"col$3\", $1"), 1u);
+  EXPECT_EQ(highest_placeholder("SELECT a$3 FROM t WHERE x = $1"), 1u);
+  EXPECT_EQ(highest_placeholder("SELECT $$ $7 $$, $1"), 1u);
+  EXPECT_EQ(highest_placeholder("SELECT $fn$ $7 $fn$ || $2"), 2u);
+  EXPECT_EQ(highest_placeholder("SELECT 1 -- $9\n + $1"), 1u);
+  EXPECT_EQ(highest_placeholder("SELECT /* $9 /* nested $8 */ $7 */ $1"), 1u);
+  EXPECT_EQ(highest_placeholder("SELECT '$1"), 0u);  // unterminated literal
+  EXPECT_EQ(highest_placeholder("SELECT $1::int + $1"), 1u);
 }

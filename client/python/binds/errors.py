@@ -88,6 +88,7 @@ BROKER_CODES = {
     "CANCELLED": OperationalError,
     "TIMEOUT": OperationalError,
     "SHUTTING_DOWN": OperationalError,
+    "TOO_MANY_CLIENTS": OperationalError,
     "INTERNAL": InternalError,
 }
 
