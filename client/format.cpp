@@ -64,6 +64,27 @@ std::string value_text(const Value& v) {
     std::string operator()(const std::string& s) const { return s; }
     std::string operator()(const protocol::Bytes& b) const { return hex(b.data); }
     std::string operator()(const protocol::Tagged& t) const { return t.text; }
+    // PostgreSQL's own array spelling: {1,2,NULL}, {{1,2},{3,4}}, {"a b","c"}.
+    std::string operator()(const protocol::Array& a) const {
+      std::string out = "{";
+      for (std::size_t i = 0; i < a.items.size(); ++i) {
+        if (i) out += ',';
+        const Value& item = a.items[i];
+        std::string text = std::visit(*this, item);
+        const bool quote = std::holds_alternative<std::string>(item) || std::holds_alternative<protocol::Tagged>(item);
+        if (!quote) {
+          out += text;
+          continue;
+        }
+        out += '"';
+        for (char c : text) {
+          if (c == '"' || c == '\\') out += '\\';
+          out += c;
+        }
+        out += '"';
+      }
+      return out + "}";
+    }
   };
   return std::visit(V{}, v);
 }
@@ -100,6 +121,11 @@ std::string json_value(const Value& v) {
     return float_text(*d);
   }
   if (auto* t = std::get_if<protocol::Tagged>(&v); t && t->type == protocol::Type::json) return t->text;
+  if (auto* a = std::get_if<protocol::Array>(&v)) {
+    std::string out = "[";
+    for (std::size_t i = 0; i < a->items.size(); ++i) out += (i ? "," : "") + json_value(a->items[i]);
+    return out + "]";
+  }
   return json_escape(value_text(v));
 }
 }  // namespace

@@ -65,10 +65,14 @@ void pack_value(Packer& pk, const Value& v) {
       pk.pack_bin_body(b.data.data(), static_cast<std::uint32_t>(b.data.size()));
     }
     void operator()(const Tagged& t) {
-      // Ext codes 1..6 follow the Type order from decimal on (PROTOCOL.md §5).
+      // Ext codes 1..7 follow the Type order from decimal on (PROTOCOL.md §5).
       auto code = static_cast<std::int8_t>(static_cast<int>(t.type) - static_cast<int>(Type::decimal) + 1);
       pk.pack_ext(t.text.size(), code);
       pk.pack_ext_body(t.text.data(), static_cast<std::uint32_t>(t.text.size()));
+    }
+    void operator()(const Array& a) {
+      pk.pack_array(static_cast<std::uint32_t>(a.items.size()));
+      for (const auto& item : a.items) std::visit(*this, item);
     }
   };
   std::visit(Visitor{pk}, v);
@@ -167,7 +171,7 @@ bool get_bool(const Obj& map, std::string_view key, bool& out) {
   return true;
 }
 
-bool decode_value(const Obj& o, Value& out, std::string& error) {
+bool decode_value(const Obj& o, Value& out, std::string& error, int depth = 0) {
   switch (o.type) {
     case msgpack::type::NIL: out = Null{}; return true;
     case msgpack::type::BOOLEAN: out = o.via.boolean; return true;
@@ -194,7 +198,7 @@ bool decode_value(const Obj& o, Value& out, std::string& error) {
     case msgpack::type::BIN: out = Bytes{std::string(o.via.bin.ptr, o.via.bin.size)}; return true;
     case msgpack::type::EXT: {
       int code = o.via.ext.type();
-      if (code < 1 || code > 6) {
+      if (code < 1 || code > 7) {
         error = "unsupported ext type " + std::to_string(code);
         return false;
       }
@@ -202,7 +206,22 @@ bool decode_value(const Obj& o, Value& out, std::string& error) {
                    std::string(o.via.ext.data(), o.via.ext.size)};
       return true;
     }
-    case msgpack::type::ARRAY: error = "arrays are not a supported value type"; return false;
+    case msgpack::type::ARRAY: {
+      if (depth >= kMaxArrayDepth) {
+        error = "arrays nest deeper than " + std::to_string(kMaxArrayDepth) + " dimensions";
+        return false;
+      }
+      Array a;
+      a.items.resize(o.via.array.size);
+      for (std::uint32_t i = 0; i < o.via.array.size; ++i) {
+        if (!decode_value(o.via.array.ptr[i], a.items[i], error, depth + 1)) {
+          error = "array element " + std::to_string(i + 1) + ": " + error;
+          return false;
+        }
+      }
+      out = std::move(a);
+      return true;
+    }
     case msgpack::type::MAP: error = "maps are not a supported value type"; return false;
     default: error = "unsupported value type"; return false;
   }
@@ -450,6 +469,10 @@ void RowBatchWriter::add(std::span<const ValueView> row) {
         pk.pack_bin(static_cast<std::uint32_t>(v.s.size()));
         pk.pack_bin_body(v.s.data(), static_cast<std::uint32_t>(v.s.size()));
         break;
+      case Type::array:
+        // Encoded by the backend already (and its strings checked there): appended as is.
+        pk.pack_bin_body(v.s.data(), static_cast<std::uint32_t>(v.s.size()));
+        break;
       default: {
         auto code = static_cast<std::int8_t>(static_cast<int>(v.type) - static_cast<int>(Type::decimal) + 1);
         pk.pack_ext(v.s.size(), code);
@@ -482,6 +505,16 @@ std::string RowBatchWriter::finish_all_but_last(std::uint32_t id, std::size_t la
   buf_ = std::move(last);
   rows_ = 1;
   return frame;
+}
+
+bool decode_packed_value(std::string_view packed, Value& out, std::string& error) {
+  try {
+    msgpack::object_handle oh = msgpack::unpack(packed.data(), packed.size());
+    return decode_value(oh.get(), out, error);
+  } catch (const std::exception& e) {
+    error = std::string("not MessagePack: ") + e.what();
+    return false;
+  }
 }
 
 std::string encode_error_within(std::uint32_t id, ErrorInfo info, std::size_t max_frame) {

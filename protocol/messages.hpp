@@ -122,6 +122,9 @@ class RowBatchWriter {
 // statement) is cut at a UTF-8 boundary and says so.
 std::string encode_error_within(std::uint32_t id, ErrorInfo info, std::size_t max_frame);
 
+// One value from its MessagePack encoding (an array's ValueView holds one).
+bool decode_packed_value(std::string_view packed, Value& out, std::string& error);
+
 bool decode_hello(const std::string& body, Hello& out, std::string& error);
 bool decode_hello_ok(const std::string& body, HelloOk& out, std::string& error);
 bool decode_query(const std::string& body, QueryRequest& out, std::string& error);

@@ -5,9 +5,9 @@
 namespace binds::protocol {
 
 namespace {
-constexpr std::array<std::string_view, 12> kTypeNames = {
+constexpr std::array<std::string_view, 14> kTypeNames = {
     "null", "bool", "int64", "float64", "text", "bytes",
-    "decimal", "date", "time", "timestamp", "json", "uuid"};
+    "decimal", "date", "time", "timestamp", "json", "uuid", "interval", "array"};
 }
 
 std::string_view type_name(Type t) {
@@ -33,8 +33,11 @@ Type value_type(const Value& v) {
     case 3: return Type::float64;
     case 4: return Type::text;
     case 5: return Type::bytes;
-    default: return std::get<Tagged>(v).type;
+    case 6: return std::get<Tagged>(v).type;
+    default: return Type::array;
   }
 }
+
+bool Array::operator==(const Array& other) const { return items == other.items; }
 
 }  // namespace binds::protocol

@@ -25,12 +25,15 @@ enum class Type : std::uint8_t {
   timestamp,
   json,
   uuid,
+  interval,  // ISO 8601 duration text (PROTOCOL.md §5)
+  // Not text-encoded: a MessagePack array of element values, nested per dimension.
+  array,
 };
 
 // Stable wire names ("int64", "timestamp", ...). Unknown name → false.
 std::string_view type_name(Type t);
 bool type_from_name(std::string_view name, Type& out);
-inline bool is_text_encoded(Type t) { return t >= Type::decimal; }
+inline bool is_text_encoded(Type t) { return t >= Type::decimal && t <= Type::interval; }
 
 struct Null {
   bool operator==(const Null&) const = default;
@@ -39,14 +42,23 @@ struct Bytes {
   std::string data;  // raw octets
   bool operator==(const Bytes&) const = default;
 };
-// decimal/date/time/timestamp/json/uuid: canonical text plus its type.
+// decimal/date/time/timestamp/json/uuid/interval: canonical text plus its type.
 struct Tagged {
   Type type = Type::text;
   std::string text;
   bool operator==(const Tagged&) const = default;
 };
 
-using Value = std::variant<Null, bool, std::int64_t, double, std::string, Bytes, Tagged>;
+struct Array;
+using Value = std::variant<Null, bool, std::int64_t, double, std::string, Bytes, Tagged, Array>;
+
+// An array value (PostgreSQL arrays): elements are Values, an element that is an Array is the next
+// dimension. Clients send one as a MessagePack array.
+struct Array {
+  std::vector<Value> items;
+  bool operator==(const Array&) const;
+};
+inline constexpr int kMaxArrayDepth = 6;  // PostgreSQL's MAXDIM
 
 Type value_type(const Value& v);
 
@@ -67,7 +79,8 @@ struct ValueView {
   bool b = false;         // boolean
   std::int64_t i = 0;     // int64
   double f = 0;           // float64
-  std::string_view s;     // text (UTF-8), bytes (raw octets), and the text of decimal..uuid
+  std::string_view s;     // text (UTF-8), bytes (raw octets), the text of decimal..interval, and
+                          // for an array its MessagePack encoding, complete (written as is)
 
   static ValueView null() { return {}; }
   static ValueView boolean(bool v) { return {Type::boolean, v, 0, 0, {}}; }
@@ -76,6 +89,7 @@ struct ValueView {
   static ValueView text(std::string_view v) { return {Type::text, false, 0, 0, v}; }
   static ValueView bytes(std::string_view v) { return {Type::bytes, false, 0, 0, v}; }
   static ValueView tagged(Type t, std::string_view v) { return {t, false, 0, 0, v}; }
+  static ValueView array(std::string_view msgpack) { return {Type::array, false, 0, 0, msgpack}; }
 };
 
 

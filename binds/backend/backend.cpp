@@ -2,6 +2,8 @@
 
 #include <exception>
 
+#include "protocol/messages.hpp"
+
 namespace binds::backend {
 
 BackendError placeholder_mismatch(std::size_t placeholders, std::size_t given) {
@@ -14,6 +16,18 @@ BackendError placeholder_mismatch(std::size_t placeholders, std::size_t given) {
   return e;
 }
 
+std::optional<BackendError> refuse_array_params(std::span<const protocol::Value> params, std::string_view backend) {
+  for (std::size_t i = 0; i < params.size(); ++i) {
+    if (!std::holds_alternative<protocol::Array>(params[i])) continue;
+    BackendError e;
+    e.code = protocol::ErrorCode::bad_request;
+    e.message = "parameter " + std::to_string(i + 1) + ": arrays are supported on PostgreSQL binds only, not " +
+                std::string(backend);
+    return e;
+  }
+  return std::nullopt;
+}
+
 protocol::Value to_value(const ValueView& v) {
   using protocol::Type;
   switch (v.type) {
@@ -23,6 +37,12 @@ protocol::Value to_value(const ValueView& v) {
     case Type::float64: return v.f;
     case Type::text: return std::string(v.s);
     case Type::bytes: return protocol::Bytes{std::string(v.s)};
+    case Type::array: {
+      protocol::Value out;
+      std::string why;
+      if (!protocol::decode_packed_value(v.s, out, why)) return protocol::Null{};  // our own encoding: cannot fail
+      return out;
+    }
     default: return protocol::Tagged{v.type, std::string(v.s)};
   }
 }

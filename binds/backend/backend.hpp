@@ -98,6 +98,10 @@ struct Statement {
 // placeholders (PROTOCOL.md §6.1): SQL_ERROR, SQLSTATE 07001 (wrong number of parameters).
 BackendError placeholder_mismatch(std::size_t placeholders, std::size_t given);
 
+// Arrays are PostgreSQL's: MySQL and SQLite refuse an array parameter by its position
+// (BAD_REQUEST) rather than bind something else in its place.
+std::optional<BackendError> refuse_array_params(std::span<const protocol::Value> params, std::string_view backend);
+
 struct Outcome {
   std::optional<BackendError> error;
   std::int64_t affected = 0;   // DML: affected rows (MySQL: changed rows); queries: rows returned

@@ -383,7 +383,8 @@ class BlockingConnection final : public Connection {
           else if constexpr (std::is_same_v<T, double>) return ValueView::float64(x);
           else if constexpr (std::is_same_v<T, std::string>) return ValueView::text(x);
           else if constexpr (std::is_same_v<T, protocol::Bytes>) return ValueView::bytes(x.data);
-          else return ValueView::tagged(x.type, x.text);
+          else if constexpr (std::is_same_v<T, protocol::Tagged>) return ValueView::tagged(x.type, x.text);
+          else return ValueView::null();  // an Array: SQLite has none to return
         },
         v);
   }

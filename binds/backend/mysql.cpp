@@ -290,6 +290,11 @@ class MysqlConnection final : public Connection {
       co_return out;
     }
     if (item.reset) co_return co_await run_reset();
+    if (auto refused = refuse_array_params(item.params, "MySQL")) {
+      out.error = std::move(refused);
+      out.tx = tx_from_status();
+      co_return out;
+    }
 
     const auto seq = canceller_->begin(co_await asio::this_coro::executor);
     bool result_set = false;

@@ -546,6 +546,8 @@ std::optional<std::string> parse_settings(const DatabaseUrl& url, const ConnectO
   // date/timestamp values. client_encoding from the URL is ignored for that reason.
   out.parameters.emplace_back("client_encoding", "UTF8");
   out.parameters.emplace_back("DateStyle", "ISO");
+  // Interval values travel as ISO 8601 durations (PROTOCOL.md §5): exact, and readable anywhere.
+  out.parameters.emplace_back("IntervalStyle", "iso_8601");
   if (auto* o = option(url, "options")) out.parameters.emplace_back("options", *o);
   for (const auto& [k, v] : url.options) {
     if (is_libpq_keyword(k)) continue;

@@ -1,5 +1,7 @@
 #include "binds/backend/pg_types.hpp"
 
+#include "binds/backend/pg_array.hpp"
+
 #include <charconv>
 #include <cmath>
 #include <cstring>
@@ -14,10 +16,11 @@ struct OidInfo {
   std::uint32_t oid;
   const char* name;
   Type type;
+  std::uint32_t element = 0;  // arrays: the element type's OID
 };
 
-// The libpq driver's table, unchanged, so columns look the same through either path. Enough for
-// display names of the common types without a catalog round trip per result.
+// Display names as libpq-based drivers gave them, so columns keep their names. Enough for the
+// common types without a catalog round trip per result; others are text named "oid:<n>".
 constexpr OidInfo kOids[] = {
     {16, "bool", Type::boolean},        {17, "bytea", Type::bytes},
     {18, "char", Type::text},           {19, "name", Type::text},
@@ -30,14 +33,43 @@ constexpr OidInfo kOids[] = {
     {829, "macaddr", Type::text},       {1042, "bpchar", Type::text},
     {1043, "varchar", Type::text},      {1082, "date", Type::date},
     {1083, "time", Type::time},         {1114, "timestamp", Type::timestamp},
-    {1184, "timestamptz", Type::timestamp}, {1186, "interval", Type::text},
+    {1184, "timestamptz", Type::timestamp}, {1186, "interval", Type::interval},
     {1266, "timetz", Type::time},       {1560, "bit", Type::text},
     {1562, "varbit", Type::text},       {1700, "numeric", Type::decimal},
     {2249, "record", Type::text},       {2950, "uuid", Type::uuid},
     {3802, "jsonb", Type::json},        {705, "unknown", Type::text},
-    {1007, "_int4", Type::text},        {1009, "_text", Type::text},
-    {1016, "_int8", Type::text},        {2278, "void", Type::text},
+    {2278, "void", Type::text},
+    // Arrays of the scalar types above: MessagePack arrays of their element values.
+    {1000, "_bool", Type::array, 16},   {1001, "_bytea", Type::array, 17},
+    {1002, "_char", Type::array, 18},   {1003, "_name", Type::array, 19},
+    {1005, "_int2", Type::array, 21},   {1007, "_int4", Type::array, 23},
+    {1009, "_text", Type::array, 25},   {1014, "_bpchar", Type::array, 1042},
+    {1015, "_varchar", Type::array, 1043}, {1016, "_int8", Type::array, 20},
+    {1021, "_float4", Type::array, 700}, {1022, "_float8", Type::array, 701},
+    {1028, "_oid", Type::array, 26},    {1115, "_timestamp", Type::array, 1114},
+    {1182, "_date", Type::array, 1082}, {1183, "_time", Type::array, 1083},
+    {1185, "_timestamptz", Type::array, 1184}, {1187, "_interval", Type::array, 1186},
+    {1231, "_numeric", Type::array, 1700}, {1270, "_timetz", Type::array, 1266},
+    {199, "_json", Type::array, 114},   {2951, "_uuid", Type::array, 2950},
+    {3807, "_jsonb", Type::array, 3802},
 };
+
+const OidInfo* info_of(std::uint32_t oid) {
+  for (const auto& info : kOids)
+    if (info.oid == oid) return &info;
+  return nullptr;
+}
+
+// The element type of an array column, from the name column_of() gave it.
+Type element_type(std::string_view db_type) {
+  for (const auto& info : kOids) {
+    if (info.type == Type::array && db_type == info.name) {
+      const OidInfo* e = info_of(info.element);
+      return e ? e->type : Type::text;
+    }
+  }
+  return Type::text;
+}
 
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -68,12 +100,10 @@ ValueView parse_float(std::string_view s) {
 protocol::Column column_of(const pgwire::ColumnDescription& d) {
   protocol::Column c;
   c.name = std::string(d.name);
-  for (const auto& info : kOids) {
-    if (info.oid == d.type_oid) {
-      c.type = info.type;
-      c.db_type = info.name;
-      return c;
-    }
+  if (const OidInfo* info = info_of(d.type_oid)) {
+    c.type = info->type;
+    c.db_type = info->name;
+    return c;
   }
   c.type = Type::text;
   c.db_type = "oid:" + std::to_string(d.type_oid);
@@ -134,6 +164,8 @@ void RowConverter::release_if_above(std::size_t bytes) {
     scratch_cap_ = 0;
   }
   if (values_.capacity() > 4096) std::vector<ValueView>().swap(values_);
+  for (auto& a : arrays_)
+    if (a.capacity() > bytes) std::string().swap(a);
 }
 
 std::optional<std::span<const ValueView>> RowConverter::convert(
@@ -183,7 +215,19 @@ std::optional<std::span<const ValueView>> RowConverter::convert(
       case Type::time:
       case Type::timestamp:
       case Type::json:
-      case Type::uuid: dst = ValueView::tagged(t, s); break;
+      case Type::uuid:
+      case Type::interval: dst = ValueView::tagged(t, s); break;
+      case Type::array: {
+        if (arrays_.size() < n) arrays_.resize(n);
+        std::string& packed = arrays_[i - 1];
+        packed.clear();
+        if (encode_array_text(s, element_type(columns[i - 1].db_type), packed)) {
+          dst = ValueView::array(packed);
+        } else {
+          dst = ValueView::text(s);  // not array text after all; better the text than nothing
+        }
+        break;
+      }
       default: dst = ValueView::text(s); break;
     }
   }
@@ -231,6 +275,13 @@ void ParamEncoder::encode(std::span<const protocol::Value> params) {
       any_binary = true;
     } else if (const protocol::Tagged* t = std::get_if<protocol::Tagged>(&v)) {
       values_[i] = std::string_view(t->text);  // the column's type converts the text
+      // An interval's ISO 8601 text reads as text in an untyped context: declare it.
+      if (t->type == protocol::Type::interval) oids_[i] = kIntervalOid;
+    } else if (const protocol::Array* a = std::get_if<protocol::Array>(&v)) {
+      if (arrays_.size() < n) arrays_.resize(n);
+      arrays_[i].clear();
+      oids_[i] = array_literal(*a, arrays_[i]);
+      values_[i] = std::string_view(arrays_[i]);
     }
   }
   if (any_binary) {

@@ -21,6 +21,7 @@ inline constexpr std::uint32_t kBoolOid = 16;
 inline constexpr std::uint32_t kByteaOid = 17;
 inline constexpr std::uint32_t kInt8Oid = 20;
 inline constexpr std::uint32_t kFloat8Oid = 701;
+inline constexpr std::uint32_t kIntervalOid = 1186;
 
 // The protocol column of one RowDescription field (name, protocol type, db_type as the libpq
 // driver named them: "int4", "numeric", ... or "oid:<n>" for types outside the table).
@@ -43,6 +44,7 @@ class RowConverter {
   char* scratch(std::size_t need);
 
   std::vector<ValueView> values_;
+  std::vector<std::string> arrays_;  // per column: the MessagePack of an array value
   std::unique_ptr<char[]> scratch_;
   std::size_t scratch_cap_ = 0;
 };
@@ -67,6 +69,7 @@ class ParamEncoder {
   std::vector<std::int16_t> formats_;
   std::vector<std::optional<std::string_view>> values_;
   std::vector<char> numbers_;  // text of int64/float64 parameters, 32 bytes per parameter
+  std::vector<std::string> arrays_;  // array literals, per parameter
 };
 
 // Shortest text that reads back as the same double; PostgreSQL's spellings of NaN and infinities.

@@ -287,6 +287,7 @@ class SqliteConnection final : public Connection {
   std::optional<BackendError> execute_impl(std::string_view sql, const std::vector<Value>& params,
                                            RowSink& sink, ExecResult& out) {
     out = ExecResult{};
+    if (auto refused = backend::refuse_array_params(params, "SQLite")) return refused;
     CachedStmt g{*this, sql, take_cached(sql)};
     const char* tail = nullptr;
     const bool fresh = g.st == nullptr;

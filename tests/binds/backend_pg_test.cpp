@@ -25,7 +25,9 @@
 #include <thread>
 #include <vector>
 
+#include "binds/backend/pg_array.hpp"
 #include "binds/backend/pg_connection.hpp"
+#include "protocol/messages.hpp"
 #include "tests/binds/backend_sink.hpp"
 
 namespace binds::test {
@@ -1343,6 +1345,59 @@ TEST_F(PgBackendTest, MicroBenchmarkAgainstLibpq) {
   report("libpq pipeline mode, depth 32", ms_since(t0), cpu_seconds() - c0);
   EXPECT_EQ(sum, n);
   PQfinish(pq);
+}
+
+// Array text as PostgreSQL writes it, into the protocol's MessagePack arrays (no server needed).
+protocol::Value array_of(std::string_view text, protocol::Type element) {
+  std::string packed;
+  EXPECT_TRUE(backend::pg::encode_array_text(text, element, packed)) << text;
+  protocol::Value v;
+  std::string why;
+  EXPECT_TRUE(protocol::decode_packed_value(packed, v, why)) << why;
+  return v;
+}
+
+TEST(PgArrayText, NestedQuotedNullsEscapesAndBounds) {
+  using protocol::Array;
+  using protocol::Null;
+  using protocol::Tagged;
+  using protocol::Type;
+  using protocol::Value;
+  EXPECT_EQ(array_of("{1,2,NULL}", Type::int64), Value(Array{{std::int64_t{1}, std::int64_t{2}, Null{}}}));
+  EXPECT_EQ(array_of("{}", Type::int64), Value(Array{}));
+  EXPECT_EQ(array_of("{{1,2},{3,4}}", Type::int64),
+            Value(Array{{Array{{std::int64_t{1}, std::int64_t{2}}}, Array{{std::int64_t{3}, std::int64_t{4}}}}}));
+  EXPECT_EQ(array_of(R"({"a b","c\"d",NULL,"NULL",plain})", Type::text),
+            Value(Array{{std::string("a b"), std::string("c\"d"), Null{}, std::string("NULL"), std::string("plain")}}));
+  EXPECT_EQ(array_of("[0:1]={7,8}", Type::int64), Value(Array{{std::int64_t{7}, std::int64_t{8}}}));
+  EXPECT_EQ(array_of("{1.50,NaN}", Type::decimal),
+            Value(Array{{Tagged{Type::decimal, "1.50"}, Tagged{Type::decimal, "NaN"}}}));
+  EXPECT_EQ(array_of("{1,2.5}", Type::float64), Value(Array{{1.0, 2.5}}));
+  EXPECT_EQ(array_of(R"({"\\x00ff"})", Type::bytes), Value(Array{{protocol::Bytes{std::string("\0\xff", 2)}}}));
+  EXPECT_EQ(array_of("{t,f}", Type::boolean), Value(Array{{true, false}}));
+  std::string out;
+  for (const char* bad : {"", "1,2", "{1,2", "{1,,2}", "{\"open}", "{1} trailing", "{{{{{{{1}}}}}}}"})
+    EXPECT_FALSE(backend::pg::encode_array_text(bad, Type::int64, out)) << bad;
+}
+
+TEST(PgArrayText, ParametersBecomeLiteralsOfTheElementsType) {
+  using protocol::Array;
+  using protocol::Null;
+  using protocol::Type;
+  std::string lit;
+  EXPECT_EQ(backend::pg::array_literal(Array{{std::int64_t{1}, Null{}, std::int64_t{-3}}}, lit), 1016u);
+  EXPECT_EQ(lit, "{1,NULL,-3}");
+  lit.clear();
+  EXPECT_EQ(backend::pg::array_literal(Array{{std::string("a\"b"), std::string("c\\d,e")}}, lit), 1009u);
+  EXPECT_EQ(lit, R"({"a\"b","c\\d,e"})");
+  lit.clear();
+  EXPECT_EQ(backend::pg::array_literal(Array{{Array{{1.5, std::int64_t{2}}}, Array{{3.0, 4.0}}}}, lit), 1022u);
+  EXPECT_EQ(lit, "{{1.5,2},{3,4}}");
+  lit.clear();
+  EXPECT_EQ(backend::pg::array_literal(Array{{std::int64_t{1}, std::string("x")}}, lit), 0u);  // mixed: inferred
+  lit.clear();
+  EXPECT_EQ(backend::pg::array_literal(Array{}, lit), 0u);
+  EXPECT_EQ(lit, "{}");
 }
 
 }  // namespace

@@ -226,6 +226,61 @@ TEST_P(Fidelity, EmptyBindNameIsUnknown) {
   EXPECT_EQ(e.code, ErrorCode::unknown_bind);
 }
 
+// ARRAY[1,2,3] came back as the characters "{1,2,3}" and an interval as text; a list parameter
+// was refused. Arrays are MessagePack arrays of typed elements; intervals ISO 8601 (ext 7).
+TEST_P(Fidelity, ArraysAndIntervalsAreTypedValues) {
+  using protocol::Array;
+  auto c = daemon_->connect();
+  const Value ints = Array{{std::int64_t{1}, std::int64_t{2}, Null{}}};
+  if (kind_ != Kind::postgresql) {
+    auto e = error_of(c, "SELECT " + ph(kind_, 1), {ints}, bind_);
+    EXPECT_EQ(e.code, ErrorCode::bad_request);
+    EXPECT_THAT(e.message, HasSubstr("arrays are supported on PostgreSQL binds only"));
+    return;
+  }
+  auto r = c.query(
+      "SELECT ARRAY[1,2,NULL], ARRAY['a b', 'c\"d', NULL], ARRAY[[1.5,2],[3,4]]::float8[], '{}'::int[], "
+      "ARRAY[1.50]::numeric[], '1 day 2 hours'::interval, '-1 year 2 mons -3 days 04:05:06.5'::interval, "
+      "ARRAY['1 day'::interval]",
+      {}, "pg");
+  const std::vector<std::string> types{"array", "array", "array", "array", "array", "interval", "interval", "array"};
+  const std::vector<std::string> db_types{"_int4", "_text", "_float8", "_int4", "_numeric", "interval", "interval", "_interval"};
+  for (std::size_t i = 0; i < types.size(); ++i) {
+    EXPECT_EQ(protocol::type_name(r.columns[i].type), types[i]) << i;
+    EXPECT_EQ(r.columns[i].db_type, db_types[i]) << i;
+  }
+  const auto& row = r.rows[0];
+  EXPECT_EQ(row[0], ints);
+  EXPECT_EQ(row[1], Value(Array{{std::string("a b"), std::string("c\"d"), Null{}}}));
+  EXPECT_EQ(row[2], Value(Array{{Array{{1.5, 2.0}}, Array{{3.0, 4.0}}}}));
+  EXPECT_EQ(row[3], Value(Array{}));
+  EXPECT_EQ(row[4], Value(Array{{Tagged{Type::decimal, "1.50"}}}));
+  EXPECT_EQ(row[5], Value(Tagged{Type::interval, "P1DT2H"}));
+  EXPECT_EQ(row[6], Value(Tagged{Type::interval, "P-10M-3DT4H5M6.5S"}));
+  EXPECT_EQ(row[7], Value(Array{{Tagged{Type::interval, "P1D"}}}));
+
+  // As parameters: typed by their elements, or inferred from the context.
+  auto p = c.query("SELECT $1::int[], $2, 3 = ANY($3), $4 + interval '1 hour', $5::text[]",
+                   {ints, Array{{Array{{1.5, std::int64_t{2}}}}}, Array{{std::int64_t{1}, std::int64_t{3}}},
+                    Tagged{Type::interval, "P1DT2.5S"}, Array{{std::string("x,\"y\\"), Null{}}}},
+                   "pg");
+  EXPECT_EQ(p.rows[0][0], ints);
+  EXPECT_EQ(p.rows[0][1], Value(Array{{Array{{1.5, 2.0}}}}));
+  EXPECT_EQ(p.rows[0][2], Value(true));
+  EXPECT_EQ(p.rows[0][3], Value(Tagged{Type::interval, "P1DT1H2.5S"}));
+  EXPECT_EQ(p.rows[0][4], Value(Array{{std::string("x,\"y\\"), Null{}}}));
+  // Stored and read back through a table (one transaction: one backend session).
+  c.begin("pg");
+  c.query("CREATE TEMP TABLE fid_arr (a int[], t text[], iv interval) ON COMMIT DROP", {}, "pg");
+  c.query("INSERT INTO fid_arr VALUES ($1, $2, $3)",
+          {ints, Array{{std::string("q")}}, Tagged{Type::interval, "PT-1M"}}, "pg");
+  auto back = c.query("SELECT a, t, iv FROM fid_arr", {}, "pg");
+  EXPECT_EQ(back.rows[0][0], ints);
+  EXPECT_EQ(back.rows[0][1], Value(Array{{std::string("q")}}));
+  EXPECT_EQ(back.rows[0][2], Value(Tagged{Type::interval, "PT-1M"}));
+  c.rollback("pg");
+}
+
 INSTANTIATE_TEST_SUITE_P(AllBackends, Fidelity, ::testing::Values(Kind::postgresql, Kind::mysql, Kind::sqlite),
                          [](const auto& info) { return bind_of(info.param); });
 

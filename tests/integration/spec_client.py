@@ -46,7 +46,7 @@ FRAME_NAMES = {
 FINAL_TYPES = frozenset({COMPLETE, ERROR, PONG, BINDS})
 
 # §5 ext types
-EXT_TYPES = {1: "decimal", 2: "date", 3: "time", 4: "timestamp", 5: "json", 6: "uuid"}
+EXT_TYPES = {1: "decimal", 2: "date", 3: "time", 4: "timestamp", 5: "json", 6: "uuid", 7: "interval"}
 EXT_CODES = {name: code for code, name in EXT_TYPES.items()}
 
 
