@@ -7,6 +7,8 @@
     cur = conn.cursor()
     cur.execute("SELECT %s + 1", (41,))     # %s / %(name)s for PostgreSQL and MySQL, ? for SQLite
     cur.fetchone()                          # (42,)
+    cur.execute("SELECT %s::int[], %s::interval", ([1, None], datetime.timedelta(hours=1)))
+    cur.fetchone()                          # ([1, None], datetime.timedelta(seconds=3600))
     conn.commit()
 """
 
@@ -74,12 +76,14 @@ class DBAPITypeObject:
 STRING = DBAPITypeObject("text", "json", "uuid")
 BINARY = DBAPITypeObject("bytes")
 NUMBER = DBAPITypeObject("int64", "float64", "decimal", "bool")
-DATETIME = DBAPITypeObject("date", "time", "timestamp")
+DATETIME = DBAPITypeObject("date", "time", "timestamp", "interval")  # intervals too, as psycopg2
 ROWID = DBAPITypeObject("rowid")  # no protocol type is a row id
 BOOLEAN = DBAPITypeObject("bool")
 JSON = DBAPITypeObject("json")
 UUID = DBAPITypeObject("uuid")
 NULLTYPE = DBAPITypeObject("null")
+INTERVAL = DBAPITypeObject("interval")  # PostgreSQL intervals, as datetime.timedelta
+ARRAY = DBAPITypeObject("array")        # PostgreSQL arrays, as (nested) lists
 
 Date = _dt.date
 Time = _dt.time
@@ -103,6 +107,7 @@ __all__ = [
     "apilevel", "threadsafety", "paramstyle", "connect", "Connection", "Cursor",
     "Warning", "Error", "InterfaceError", "DatabaseError", "DataError", "OperationalError",
     "IntegrityError", "InternalError", "ProgrammingError", "NotSupportedError",
-    "STRING", "BINARY", "NUMBER", "DATETIME", "ROWID", "Date", "Time", "Timestamp", "Binary",
+    "STRING", "BINARY", "NUMBER", "DATETIME", "ROWID", "BOOLEAN", "JSON", "UUID", "INTERVAL", "ARRAY",
+    "NULLTYPE", "Date", "Time", "Timestamp", "Binary",
     "DateFromTicks", "TimeFromTicks", "TimestampFromTicks", "Json", "Tagged",
 ]

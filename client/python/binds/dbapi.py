@@ -467,7 +467,7 @@ class Cursor:
         self._executed = True
         sql, values = convert(operation, parameters, conn.backend, conn.paramstyle)
         try:
-            params = [P.encode_param(v) for v in values]
+            params = [P.encode_param(v, conn.backend) for v in values]
         except TypeError as e:
             raise ProgrammingError(str(e)) from None
         conn._finish_active()

@@ -23,7 +23,9 @@ from sqlalchemy import types as sqltypes
 from sqlalchemy import util
 from sqlalchemy.dialects.mysql.base import MySQLDialect
 from sqlalchemy.dialects.mysql.types import TIME as _MySQLTIME
+from sqlalchemy.dialects.postgresql.array import ARRAY as _PGARRAYBase
 from sqlalchemy.dialects.postgresql.base import PGDialect, PGExecutionContext
+from sqlalchemy.dialects.postgresql.base import _ColonCast
 from sqlalchemy.dialects.postgresql.base import UUID as _PGUUIDBase
 from sqlalchemy.dialects.sqlite.base import DATE as _SQLiteDATE
 from sqlalchemy.dialects.sqlite.base import DATETIME as _SQLiteDATETIME
@@ -78,6 +80,15 @@ class _BindsPGUUID(_PGUUIDBase):
         if self.as_uuid:
             return None
         return lambda v: None if v is None else str(v)
+
+
+class _BindsPGARRAY(_PGARRAYBase):
+    """Arrays travel as protocol arrays and arrive as (nested) lists. A parameter is cast to the
+    column's array type, as psycopg2's dialect does: an empty list or a list of int64 (bigint)
+    elements then still matches an integer[] column, e.g. in `col.contains([...])`."""
+
+    def bind_expression(self, bindvalue):
+        return _ColonCast(bindvalue, self)
 
 
 class _BindsMySQLTime(_MySQLTIME):
@@ -262,6 +273,8 @@ class PGDialect_binds(_BindsMixin, PGDialect):
             sqltypes.Numeric: _BindsNumeric,
             sqltypes.Float: _BindsFloat,
             _PGUUIDBase: _BindsPGUUID,
+            sqltypes.ARRAY: _BindsPGARRAY,
+            # sqltypes.Interval is PGDialect's INTERVAL: timedelta both ways, no processing
         },
     )
 
@@ -270,8 +283,8 @@ class PGDialect_binds(_BindsMixin, PGDialect):
 
     @reflection.cache
     def get_unique_constraints(self, connection, table_name, schema=None, **kw):
-        # SQLAlchemy's own query reads pg_constraint.conkey as an array; the protocol has no array
-        # type (it arrives as text), so unnest it on the server instead
+        # SQLAlchemy's own query reads pg_constraint.conkey as an array, which a bindsd without
+        # protocol arrays sends as text: unnest it on the server instead, which works with both
         table_oid = self.get_table_oid(connection, table_name, schema, info_cache=kw.get("info_cache"))
         rows = connection.execute(
             sql.text(

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import json
+import re
 import socket
 import struct
 import uuid
@@ -24,7 +25,9 @@ HELLO, QUERY, PING, LIST_BINDS, BEGIN, COMMIT, ROLLBACK, CANCEL = range(0x01, 0x
 HELLO_OK, COLUMNS, ROWS, COMPLETE, ERROR, PONG, BINDS = range(0x81, 0x88)
 FINAL_TYPES = frozenset({COMPLETE, ERROR, PONG, BINDS})
 
-EXT_DECIMAL, EXT_DATE, EXT_TIME, EXT_TIMESTAMP, EXT_JSON, EXT_UUID = range(1, 7)
+EXT_DECIMAL, EXT_DATE, EXT_TIME, EXT_TIMESTAMP, EXT_JSON, EXT_UUID, EXT_INTERVAL = range(1, 8)
+EXT_CODES = {"decimal": EXT_DECIMAL, "date": EXT_DATE, "time": EXT_TIME, "timestamp": EXT_TIMESTAMP,
+             "json": EXT_JSON, "uuid": EXT_UUID, "interval": EXT_INTERVAL}
 
 
 class Json:
@@ -54,7 +57,8 @@ class Json:
 
 class Tagged:
     """A value of an ext type whose text could not be parsed into a Python object (e.g. PostgreSQL
-    `infinity` dates or MySQL zero dates): kept as its protocol type name and text."""
+    `infinity` dates, MySQL zero dates, intervals beyond `timedelta`'s range): kept as its protocol
+    type name and text. Sent as a parameter, it goes back as the same ext type and text."""
 
     __slots__ = ("type", "text")
 
@@ -82,14 +86,40 @@ def _ext(code: int, text: str) -> msgpack.ExtType:
     return msgpack.ExtType(code, text.encode("utf-8"))
 
 
-def encode_param(v: Any) -> Any:
-    """A Python value as a protocol value (§5)."""
+def format_interval(td: _dt.timedelta) -> str:
+    """A timedelta as an ISO 8601 duration PostgreSQL reads: days (may be negative) and seconds,
+    the way psycopg2 sends it ('-1 days 86398.500000 seconds'), e.g. `P-1DT86398.500000S`."""
+    text = f"P{td.days}DT{td.seconds}"
+    if td.microseconds:
+        text += f".{td.microseconds:06d}"
+    return text + "S"
+
+
+def _format_duration_time(td: _dt.timedelta) -> str:
+    """A timedelta as a MySQL TIME duration, `[-]HH:MM:SS[.ffffff]`."""
+    us = (td.days * 86400 + td.seconds) * 1000000 + td.microseconds
+    sign = "-" if us < 0 else ""
+    secs, frac = divmod(abs(us), 1000000)
+    text = f"{sign}{secs // 3600:02d}:{secs % 3600 // 60:02d}:{secs % 60:02d}"
+    return text + f".{frac:06d}" if frac else text
+
+
+def encode_param(v: Any, backend: Optional[str] = None) -> Any:
+    """A Python value as a protocol value (§5).
+
+    backend: the bind's backend, when known. A timedelta is an `interval` (ext 7) except for MySQL
+    and SQLite, which have no intervals: there it is a `time` duration (MySQL TIME holds
+    -838:59:59 .. 838:59:59). A list or tuple is an array whose elements follow the same rules
+    (nested lists for multi-dimensional arrays); only PostgreSQL binds take arrays.
+    """
     if v is None or isinstance(v, (bool, str, float)):
         return v
     if isinstance(v, int):
         if INT64_MIN <= v <= INT64_MAX:
             return int(v)
         return _ext(EXT_DECIMAL, str(int(v)))  # too wide for int64: the backend parses it
+    if isinstance(v, (list, tuple)):
+        return [encode_param(x, backend) for x in v]
     if isinstance(v, (bytes, bytearray, memoryview)):
         return bytes(v)
     if isinstance(v, decimal.Decimal):
@@ -104,21 +134,16 @@ def encode_param(v: Any) -> Any:
         return _ext(EXT_DATE, v.isoformat())
     if isinstance(v, _dt.time):
         return _ext(EXT_TIME, v.isoformat())
-    if isinstance(v, _dt.timedelta):  # MySQL TIME can hold durations
-        total = int(v.total_seconds())
-        sign = "-" if total < 0 else ""
-        total = abs(total)
-        text = f"{sign}{total // 3600:02d}:{total % 3600 // 60:02d}:{total % 60:02d}"
-        if v.microseconds and not sign:
-            text += f".{v.microseconds:06d}"
-        return _ext(EXT_TIME, text)
+    if isinstance(v, _dt.timedelta):
+        if backend in ("mysql", "sqlite"):
+            return _ext(EXT_TIME, _format_duration_time(v))
+        return _ext(EXT_INTERVAL, format_interval(v))
     if isinstance(v, uuid.UUID):
         return _ext(EXT_UUID, str(v))
     if isinstance(v, Json):
         return _ext(EXT_JSON, v.dumps())
     if isinstance(v, Tagged):
-        code = {"decimal": 1, "date": 2, "time": 3, "timestamp": 4, "json": 5, "uuid": 6}[v.type]
-        return _ext(code, v.text)
+        return _ext(EXT_CODES[v.type], v.text)
     raise TypeError(f"cannot send a value of type {type(v).__name__} to bindsd")
 
 
@@ -168,6 +193,28 @@ def _parse_uuid(text: str) -> Any:
         return Tagged("uuid", text)
 
 
+# An ISO 8601 duration as PostgreSQL writes it with IntervalStyle=iso_8601: every component optional
+# and signed on its own, fractions only on seconds (e.g. P1Y2M-3DT4H5M6.5S, PT-0.5S, PT0S)
+_INTERVAL = re.compile(
+    r"P(?:([+-]?\d+)Y)?(?:([+-]?\d+)M)?(?:([+-]?\d+)W)?(?:([+-]?\d+)D)?"
+    r"(?:T(?:([+-]?\d+)H)?(?:([+-]?\d+)M)?(?:([+-]?)(\d+)(?:\.(\d{1,6}))?S)?)?")
+
+
+def parse_interval(text: str) -> Any:
+    """An interval as a timedelta, as psycopg2 reads one: a year is 365 days, a month 30 days."""
+    m = _INTERVAL.fullmatch(text)
+    if m is None or text == "P" or text.endswith("T"):
+        return Tagged("interval", text)
+    y, mo, w, d, h, mi, sec_sign, sec, frac = m.groups()
+    years, months, weeks, days, hours, minutes = (int(x) if x else 0 for x in (y, mo, w, d, h, mi))
+    us = int(sec or 0) * 1000000 + int((frac or "").ljust(6, "0"))
+    try:
+        return _dt.timedelta(days=years * 365 + months * 30 + weeks * 7 + days, hours=hours,
+                             minutes=minutes, microseconds=-us if sec_sign == "-" else us)
+    except OverflowError:
+        return Tagged("interval", text)  # beyond timedelta's +-999999999 days
+
+
 def make_ext_hook(json_loads=json.loads):
     parsers = {
         EXT_DECIMAL: _parse_decimal,
@@ -176,6 +223,7 @@ def make_ext_hook(json_loads=json.loads):
         EXT_TIMESTAMP: _parse_timestamp,
         EXT_JSON: json_loads if json_loads is not None else (lambda t: t),
         EXT_UUID: _parse_uuid,
+        EXT_INTERVAL: parse_interval,
     }
 
     def hook(code: int, data: bytes) -> Any:
