@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as _dt
 import time as _time
 
+from . import errors
 from .dbapi import Connection, Cursor
 from .errors import (DatabaseError, DataError, Error, IntegrityError, InterfaceError, InternalError,
                      NotSupportedError, OperationalError, ProgrammingError, Warning)
@@ -109,5 +110,5 @@ __all__ = [
     "IntegrityError", "InternalError", "ProgrammingError", "NotSupportedError",
     "STRING", "BINARY", "NUMBER", "DATETIME", "ROWID", "BOOLEAN", "JSON", "UUID", "INTERVAL", "ARRAY",
     "NULLTYPE", "Date", "Time", "Timestamp", "Binary",
-    "DateFromTicks", "TimeFromTicks", "TimestampFromTicks", "Json", "Tagged",
+    "DateFromTicks", "TimeFromTicks", "TimestampFromTicks", "Json", "Tagged", "errors",
 ]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import select
 import socket
-from collections.abc import Mapping
-from typing import Any, Dict, List, Optional, Sequence
+from collections import deque
+from typing import Any, Deque, Dict, Iterable, List, Optional, Tuple
 
 from . import protocol as P
 from .errors import (DatabaseError, Error, InterfaceError, NotSupportedError, OperationalError,
@@ -14,6 +14,9 @@ from .errors import (DatabaseError, Error, InterfaceError, NotSupportedError, Op
 from .paramstyle import convert
 
 CLIENT_NAME = "binds-python/0.1.0"
+
+# executemany: statements sent ahead of their answers, at most (bindsd answers BUSY beyond 1024)
+MAX_IN_FLIGHT = 256
 
 ISOLATION_LEVELS = ("read_uncommitted", "read_committed", "repeatable_read", "serializable")
 _SQL_ISOLATION = {name: name.replace("_", " ").upper() for name in ISOLATION_LEVELS}
@@ -37,6 +40,85 @@ class _Stream:
         self.rid = rid
         self.cursor = cursor
         self.done = False
+
+
+class _Pipeline:
+    """The statements of one executemany sent ahead of their answers. They go to one bind, whose
+    requests run and are answered in the order sent (PROTOCOL.md §8)."""
+
+    BEGIN = -1  # index of a BEGIN sent ahead of the first statement
+
+    def __init__(self, conn: "Connection"):
+        self.conn = conn
+        self.inflight: Deque[Tuple[int, int]] = deque()  # (request id, index) in order sent
+        self.out = bytearray()  # frames not yet written
+        self.total = 0
+        self.counted = False
+        self.last_id: Optional[int] = None
+        self.error: Optional[Error] = None  # of the first statement that failed
+        self.begin_failed = False
+
+    def add(self, rid: int, frame: bytes, index: int) -> None:
+        self.out += frame
+        self.inflight.append((rid, index))
+        if len(self.out) >= 65536:
+            self.flush()
+
+    def send(self, body: Dict[str, Any], index: int) -> None:
+        rid = self.conn._new_id()
+        self.add(rid, P.Transport.frame(P.QUERY, rid, body), index)
+
+    def flush(self) -> None:
+        if self.out:
+            data, self.out = bytes(self.out), bytearray()
+            self.conn._send_bytes(data, pipelined=True)
+
+    def read_down_to(self, n: int) -> None:
+        while len(self.inflight) > n:
+            self.read_one()
+
+    def read_one(self) -> None:
+        """Read the whole answer of the oldest request in flight."""
+        self.flush()
+        conn = self.conn
+        rid, index = self.inflight[0]
+        rows = False
+        while True:
+            ftype, body = conn._read_for(rid)
+            if ftype in P.FINAL_TYPES:
+                break
+            if ftype == P.COLUMNS:
+                rows = True
+            elif ftype != P.ROWS:
+                raise conn._lost(ConnectionError(
+                    f"protocol violation: frame 0x{ftype:02x} in a query result"))
+        self.inflight.popleft()
+        if index == self.BEGIN:
+            if ftype == P.COMPLETE:
+                conn._begin_done(body)
+                return
+            conn._begin_ok = None
+            self.begin_failed = True
+        elif self.begin_failed and self.error is not None:
+            conn._note_unbegun(self.error, ftype, body)
+            self.begin_failed = False
+        if ftype == P.COMPLETE:
+            conn._tx_open = bool(body.get("in_transaction", conn._tx_open))
+            n = body.get("row_count" if rows else "affected")
+            if n is not None and n >= 0:
+                self.total += int(n)
+                self.counted = True
+            if body.get("last_insert_id") is not None:
+                self.last_id = body["last_insert_id"]
+        elif ftype == P.ERROR:
+            if body.get("code") == "TX_ABORTED":
+                conn._tx_open = True  # a ROLLBACK is needed to leave the aborted state
+            if self.error is None:
+                self.error = conn._error(body)
+                if index != self.BEGIN:
+                    self.error.executemany_index = index
+        else:
+            raise conn._lost(ConnectionError(f"protocol violation: frame 0x{ftype:02x} in a query result"))
 
 
 class Connection:
@@ -69,6 +151,7 @@ class Connection:
         self.read_only = bool(read_only)
         self._tx_open = False
         self._tx_mode = transactions          # "auto" becomes "frames" or "sql" on first BEGIN
+        self._begin_ok: Optional[tuple] = None  # _begin_key() of the last BEGIN that succeeded
         self._cancel_supported: Optional[bool] = None
         self._pending_cancels: set = set()
         self._active: Optional[_Stream] = None
@@ -153,6 +236,21 @@ class Connection:
         except (P.ConnectionLost, OSError) as e:
             raise self._lost(e) from e
 
+    def _send_bytes(self, data: bytes, pipelined: bool = False) -> None:
+        try:
+            if pipelined:
+                self._t.send_pipelined(data)
+            else:
+                self._t.send_bytes(data)
+        except (P.ConnectionLost, OSError) as e:
+            raise self._lost(e) from e
+
+    def _abandon(self, why: str) -> None:
+        """Close a connection left out of step with the server (answers to requests still to
+        come, e.g. after a KeyboardInterrupt): bindsd rolls back what it had open."""
+        if not self._closed:
+            self._lost(ConnectionError(why))
+
     def _read(self):
         try:
             return self._t.read()
@@ -234,27 +332,89 @@ class Connection:
             self._active = None
 
     # -- transactions ------------------------------------------------------------------------------
-    def _ensure_tx(self) -> None:
-        if self._autocommit or self._tx_open:
-            return
+    def _needs_begin(self) -> bool:
+        return not self._autocommit and not self._tx_open
+
+    def _begin_key(self) -> tuple:
+        return (self._tx_mode, self._isolation, self.read_only)
+
+    def _begin_request(self) -> Tuple[int, Dict[str, Any]]:
+        """The request that opens a transaction: a BEGIN frame, or SQL for servers without them."""
         if self._tx_mode in ("auto", "frames"):
             body: Dict[str, Any] = {"bind": self.bind}
             if self._isolation:
                 body["isolation"] = self._isolation
             if self.read_only:
                 body["read_only"] = True
-            try:
-                c = self._simple(P.BEGIN, body)
-            except NotSupportedError as e:
-                if self._tx_mode != "auto" or e.code != "UNKNOWN_FRAME_TYPE":
-                    raise
-                self._tx_mode = "sql"
-            else:
-                self._tx_mode = "frames"
-                self._tx_open = bool(c.get("in_transaction", True))
-                return
-        c = self._simple(P.QUERY, {"sql": self._begin_sql(), "bind": self.bind})
-        self._tx_open = bool(c.get("in_transaction", True))
+            return P.BEGIN, body
+        return P.QUERY, {"sql": self._begin_sql(), "bind": self.bind}
+
+    def _ensure_tx(self) -> None:
+        """Open the transaction the next statement needs, waiting for BEGIN's answer."""
+        if not self._needs_begin():
+            return
+        self._begin_ok = None
+        ftype, body = self._begin_request()
+        try:
+            c = self._simple(ftype, body)
+        except NotSupportedError as e:
+            if ftype != P.BEGIN or self._tx_mode != "auto" or e.code != "UNKNOWN_FRAME_TYPE":
+                raise
+            self._tx_mode = "sql"
+            ftype, body = self._begin_request()
+            c = self._simple(ftype, body)
+        if ftype == P.BEGIN:
+            self._tx_mode = "frames"
+        self._begin_done(c)
+
+    def _begin_done(self, body: Dict[str, Any]) -> None:
+        self._tx_open = bool(body.get("in_transaction", True))
+        self._begin_ok = self._begin_key()
+
+    def _begin_ahead(self) -> Optional[Tuple[int, bytes]]:
+        """Before a statement: open the transaction it needs. Returns (request id, frame) of a
+        BEGIN to send without waiting for its answer, in one write with the statement right
+        behind it (one round trip for both; _settle_begin reads BEGIN's answer), or None when
+        the statement needs no BEGIN or one was run here and answered.
+
+        BEGIN goes ahead unanswered only once a BEGIN of the same kind (mode, isolation, read only)
+        has succeeded on this connection: one the server refuses outright (an isolation level the
+        backend lacks) would let the statement behind it run outside any transaction. What remains
+        is a BEGIN failing for a passing cause (pool timeout, backend unreachable) while the
+        statement behind it then succeeds; _settle_begin says so in the error it raises."""
+        if not self._needs_begin():
+            return None
+        if self._begin_ok != self._begin_key():
+            self._ensure_tx()
+            return None
+        ftype, body = self._begin_request()
+        rid = self._new_id()
+        return rid, P.Transport.frame(ftype, rid, body)
+
+    def _settle_begin(self, begin_rid: int, stmt_rid: int) -> None:
+        """Read the answer to a BEGIN sent ahead of statement stmt_rid. If BEGIN failed, read the
+        statement's answer too, so the connection stays in step, and raise BEGIN's error."""
+        ftype, body = self._wait_final(begin_rid)
+        if ftype == P.COMPLETE:
+            self._begin_done(body)
+            return
+        self._begin_ok = None
+        if ftype != P.ERROR:
+            raise self._lost(ConnectionError(f"protocol violation: frame 0x{ftype:02x} answers BEGIN"))
+        err = self._error(body)
+        ftype, body = self._wait_final(stmt_rid)
+        self._note_unbegun(err, ftype, body)
+        raise err
+
+    def _note_unbegun(self, err: Error, ftype: int, body: Dict[str, Any]) -> None:
+        """The statement sent behind a BEGIN that failed (err) has been answered: if it ran, it
+        ran without a transaction, and err says so."""
+        if ftype == P.COMPLETE:
+            self._tx_open = bool(body.get("in_transaction", False))
+            err.message += (" (BEGIN failed; the statement sent right behind it then ran without a"
+                            " transaction and completed: its effects are committed)")
+        elif ftype == P.ERROR and body.get("code") == "TX_ABORTED":
+            self._tx_open = True
 
     def _begin_sql(self) -> str:
         if self.backend == "postgresql":
@@ -458,25 +618,45 @@ class Cursor:
             conn._discard_active()
         self._stream = None
 
-    def execute(self, operation: str, parameters: Any = None) -> "Cursor":
+    def _start(self, operation: Any) -> Connection:
         conn = self._check()
         self._release()
         self._reset()
         if not isinstance(operation, str):
             raise ProgrammingError("the SQL statement must be a str")
         self._executed = True
+        return conn
+
+    @staticmethod
+    def _query_body(conn: Connection, operation: str, parameters: Any) -> Dict[str, Any]:
         sql, values = convert(operation, parameters, conn.backend, conn.paramstyle)
         try:
             params = [P.encode_param(v, conn.backend) for v in values]
         except TypeError as e:
             raise ProgrammingError(str(e)) from None
-        conn._finish_active()
-        conn._ensure_tx()
-        rid = conn._new_id()
         body: Dict[str, Any] = {"sql": sql, "bind": conn.bind}
         if params:
             body["params"] = params
-        conn._send(P.QUERY, rid, body)
+        return body
+
+    def execute(self, operation: str, parameters: Any = None) -> "Cursor":
+        conn = self._start(operation)
+        body = self._query_body(conn, operation, parameters)
+        conn._finish_active()
+        begin = conn._begin_ahead()
+        rid = conn._new_id()
+        frame = P.Transport.frame(P.QUERY, rid, body)
+        if begin is None:
+            conn._send_bytes(frame)
+        else:
+            try:
+                conn._send_bytes(begin[1] + frame)
+                conn._settle_begin(begin[0], rid)
+            except Error:
+                raise
+            except BaseException:
+                conn._abandon("interrupted between BEGIN and its statement")
+                raise
         stream = _Stream(rid, self)
         conn._active = stream
         self._stream = stream
@@ -490,6 +670,9 @@ class Cursor:
             self.description = [(c.get("name"), c.get("type"), None, None, None, None, None)
                                 for c in cols]
             self.rownumber = 0
+            # as psycopg2 does, raise at execute() an error that ends the result before any row
+            # (a lock not available, a statement timeout): wait for the first rows or the end
+            self._read_batch()
             return self
         self._finish(ftype, fbody)
         if self._pending_error is not None:
@@ -567,22 +750,68 @@ class Cursor:
             break
         self._extra.extend(pending)
 
-    def executemany(self, operation: str, seq_of_parameters: Sequence[Any]) -> "Cursor":
-        total = 0
-        counted = False
-        last_id = None
-        for params in seq_of_parameters:
-            self.execute(operation, params)
-            if self.description is not None:
-                self._release()
-            if self.rowcount >= 0:
-                total += self.rowcount
-                counted = True
-            if self.lastrowid is not None:
-                last_id = self.lastrowid
-        self.description = None
-        self.rowcount = total if counted else -1
-        self.lastrowid = last_id
+    def executemany(self, operation: str, seq_of_parameters: Iterable[Any]) -> "Cursor":
+        """Run operation once per set of parameters, pipelined: the statements go to bindsd
+        without waiting for each answer (at most MAX_IN_FLIGHT unanswered at a time), so the
+        whole batch costs about one round trip, not one per row. rowcount is the total of the
+        rows each statement affected; rows a statement returns are discarded.
+
+        If a statement fails, its error is raised once every statement sent has been answered
+        (the connection stays usable), with `executemany_index` the 0-based position of its
+        parameters in the sequence; no statement is sent after a failure is seen. This differs
+        from psycopg2, whose executemany stops at the failing statement: here the statements
+        already sent behind it (up to MAX_IN_FLIGHT) have run as well. In a transaction (the
+        default) that is harmless on PostgreSQL, which refuses every later statement of a failed
+        transaction (SQLSTATE 25P02), and on MySQL/SQLite it is undone by the rollback() that
+        normally follows the error; but do not commit() after a failed executemany expecting
+        only the rows before the failure. In autocommit mode the statements after the failing
+        one may have taken effect, each on its own.
+
+        A transaction the batch needs is opened by a BEGIN sent right ahead of the first
+        statement, whose answer is read before any other statement goes out.
+        """
+        conn = self._start(operation)
+        conn._finish_active()
+        pipe = _Pipeline(conn)
+        failure: Optional[BaseException] = None
+        try:
+            try:
+                for index, params in enumerate(seq_of_parameters):
+                    if pipe.error is not None:
+                        break
+                    try:
+                        body = self._query_body(conn, operation, params)
+                    except Error as e:
+                        e.executemany_index = index
+                        raise
+                    if index == 0 and conn._needs_begin():
+                        begin = conn._begin_ahead()
+                        if begin is not None:
+                            pipe.add(begin[0], begin[1], _Pipeline.BEGIN)
+                            pipe.send(body, index)
+                            pipe.read_one()  # BEGIN's answer, before more statements go out
+                            continue
+                    pipe.send(body, index)
+                    if len(pipe.inflight) >= MAX_IN_FLIGHT:
+                        pipe.read_down_to(MAX_IN_FLIGHT // 2)
+            except Exception as e:  # iterating or converting the parameters, or a BEGIN, failed
+                if conn._closed:
+                    raise
+                failure = e
+            pipe.read_down_to(0)
+        except Error:
+            raise
+        except BaseException:
+            if pipe.inflight:
+                conn._abandon(f"interrupted with {len(pipe.inflight)} statements unanswered")
+            raise
+        self.in_transaction = conn._tx_open
+        if pipe.error is not None:
+            raise pipe.error
+        if failure is not None:
+            raise failure
+        self.rowcount = pipe.total if pipe.counted else -1
+        self.lastrowid = pipe.last_id
         return self
 
     # -- fetching -------------------------------------------------------------------------------------

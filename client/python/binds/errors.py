@@ -1,8 +1,23 @@
-"""PEP 249 exceptions and their mapping from broker codes, SQLSTATEs and backend error numbers."""
+"""PEP 249 exceptions and their mapping from broker codes, SQLSTATEs and backend error numbers.
+
+As `psycopg2.errors`, this module also has one class per PostgreSQL SQLSTATE (`UniqueViolation`,
+`ForeignKeyViolation`, `QueryCanceled`, `SyntaxError`, ...), each a subclass of the PEP 249 class
+psycopg2 uses for it, and `lookup(sqlstate)`. PostgreSQL errors are raised as these classes, so
+`except errors.UniqueViolation` and `except IntegrityError` both catch a duplicate key. MySQL/MariaDB
+and SQLite errors that mean the same thing are raised as the same classes (a MySQL 1062 duplicate
+entry is a `UniqueViolation`, SQLite's SQLITE_CONSTRAINT_UNIQUE too), keeping the backend's own
+`sqlstate` and `errno`. The broker's `CANCELLED` and `TIMEOUT` are `QueryCanceled`
+(an OperationalError), as psycopg2 raises for a statement_timeout or a cancel.
+
+MySQL/MariaDB SQL errors have `args == (errno, message)`, as pymysql's do; `str(e)` adds the broker
+code, SQLSTATE and bind to the message.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Dict, Optional
+
+from .sqlstates import TABLE as _SQLSTATE_TABLE
 
 
 class Warning(Exception):  # noqa: A001 - the name is fixed by PEP 249
@@ -10,7 +25,13 @@ class Warning(Exception):  # noqa: A001 - the name is fixed by PEP 249
 
 
 class Error(Exception):
-    """Base of all driver errors. Carries the broker's ERROR body when there was one."""
+    """Base of all driver errors. Carries the broker's ERROR body when there was one.
+
+    `executemany_index`: for an error raised by executemany, the 0-based position in its sequence
+    of parameters of the statement that failed (None otherwise).
+    """
+
+    executemany_index: Optional[int] = None
 
     def __init__(self, message: str = "", *, code: Optional[str] = None, sqlstate: Optional[str] = None,
                  errno: Optional[int] = None, bind: Optional[str] = None,
@@ -39,8 +60,21 @@ class Error(Exception):
             extra.append(f"errno {self.errno}")
         if self.bind:
             extra.append(f"bind {self.bind}")
+        if self.executemany_index is not None:
+            extra.append(f"executemany index {self.executemany_index}")
         s = " ".join(p for p in parts if p)
         return f"{s} [{', '.join(extra)}]" if extra else s
+
+    def __reduce__(self):
+        # args may be pymysql's (errno, message), which __init__ does not take: rebuild from state
+        return _rebuild_error, (type(self), self.args, self.__dict__.copy())
+
+
+def _rebuild_error(cls: type, args: tuple, state: Dict[str, Any]) -> Error:
+    e = cls.__new__(cls)
+    Exception.__init__(e, *args)
+    e.__dict__.update(state)
+    return e
 
 
 class InterfaceError(Error):
@@ -75,6 +109,14 @@ class NotSupportedError(DatabaseError):
     pass
 
 
+class TransactionRollbackError(OperationalError):
+    """SQLSTATE class 40 (serialization failure, deadlock), as psycopg2.extensions has it."""
+
+
+class QueryCanceledError(OperationalError):
+    """A cancelled statement, as psycopg2.extensions has it: base of QueryCanceled (57014)."""
+
+
 BROKER_CODES = {
     "PROTOCOL_ERROR": InterfaceError,
     "UNSUPPORTED_VERSION": InterfaceError,
@@ -92,7 +134,8 @@ BROKER_CODES = {
     "INTERNAL": InternalError,
 }
 
-# SQLSTATE class (first two characters) -> exception, as psycopg2 does it
+# SQLSTATE class (first two characters) -> exception, as psycopg2 does it for a code it has no
+# class for
 SQLSTATE_CLASSES = {
     "0A": NotSupportedError,
     "08": OperationalError,
@@ -102,19 +145,19 @@ SQLSTATE_CLASSES = {
     "23": IntegrityError,
     "24": InternalError,
     "25": InternalError,
-    "26": InternalError,
-    "27": InternalError,
+    "26": OperationalError,
+    "27": OperationalError,
     "28": OperationalError,
     "2B": InternalError,
     "2D": InternalError,
     "2F": InternalError,
-    "34": InternalError,
+    "34": OperationalError,
     "38": InternalError,
     "39": InternalError,
     "3B": InternalError,
     "3D": ProgrammingError,
     "3F": ProgrammingError,
-    "40": OperationalError,
+    "40": TransactionRollbackError,
     "42": ProgrammingError,
     "44": ProgrammingError,
     "53": OperationalError,
@@ -122,7 +165,7 @@ SQLSTATE_CLASSES = {
     "55": OperationalError,
     "57": OperationalError,
     "58": OperationalError,
-    "F0": InternalError,
+    "F0": OperationalError,
     "HV": OperationalError,
     "P0": InternalError,
     "XX": InternalError,
@@ -171,8 +214,72 @@ SQLITE_PRIMARY = {
 }
 
 
-def classify_sql_error(backend: Optional[str], sqlstate: Optional[str], errno: Optional[int]) -> type:
-    """The exception class for an SQL_ERROR from the given backend."""
+# -- one class per SQLSTATE, as psycopg2.errors -----------------------------------------------------
+_BASES = {c.__name__: c for c in (DatabaseError, DataError, OperationalError, IntegrityError,
+                                  InternalError, ProgrammingError, NotSupportedError,
+                                  TransactionRollbackError, QueryCanceledError)}
+_BY_SQLSTATE: Dict[str, type] = {}
+
+
+def _make_classes() -> None:
+    # module globals, as psycopg2.errors has them (SyntaxError and SystemError shadow the builtins
+    # here, as they do there)
+    namespace = globals()
+    for line in _SQLSTATE_TABLE.split("\n"):
+        if not line:
+            continue
+        sqlstate, name, base = line.split()
+        cls = type(name, (_BASES[base],), {"__module__": __name__, "__qualname__": name,
+                                          "__doc__": f"SQLSTATE {sqlstate}"})
+        namespace[name] = cls
+        _BY_SQLSTATE[sqlstate] = cls
+
+
+_make_classes()
+
+
+def lookup(code: str) -> type:
+    """The exception class of a SQLSTATE, as psycopg2.errors.lookup (KeyError when it has none)."""
+    return _BY_SQLSTATE[code]
+
+
+QueryCanceled = lookup("57014")
+
+# MySQL / MariaDB error numbers that mean what a PostgreSQL SQLSTATE means: raised as its class
+# (when that class is a subclass of the PEP 249 class the number maps to, which a test checks)
+MYSQL_AS_SQLSTATE = {
+    1022: "23505", 1062: "23505", 1169: "23505", 1586: "23505",  # duplicate key
+    1216: "23503", 1217: "23503", 1451: "23503", 1452: "23503",  # foreign key
+    1048: "23502",                                               # column cannot be null
+    3819: "23514", 4025: "23514",                                # check constraint (MySQL, MariaDB)
+    1213: "40P01",                                               # deadlock
+    1205: "55P03",                                               # lock wait timeout
+    1317: "57014", 1969: "57014", 3024: "57014",                 # interrupted, statement time limits
+    1051: "42P01", 1146: "42P01",                                # unknown table
+    1054: "42703",                                               # unknown column
+    1064: "42601", 1149: "42601",                                # syntax error
+    1050: "42P07", 1061: "42P07",                                # table / index name exists
+    1060: "42701",                                               # duplicate column name
+    1365: "22012",                                               # division by zero
+    1264: "22003", 1690: "22003",                                # out of range
+    1406: "22001",                                               # data too long
+    1366: "22P02",                                               # incorrect value for the type
+    1049: "3D000",                                               # unknown database
+    1044: "42501", 1142: "42501", 1143: "42501",                 # access denied
+}
+
+# SQLite extended result codes likewise
+SQLITE_AS_SQLSTATE = {
+    1555: "23505", 2067: "23505",  # SQLITE_CONSTRAINT_PRIMARYKEY, _UNIQUE
+    787: "23503",                  # SQLITE_CONSTRAINT_FOREIGNKEY
+    1299: "23502",                 # SQLITE_CONSTRAINT_NOTNULL
+    275: "23514",                  # SQLITE_CONSTRAINT_CHECK
+    5: "55P03", 6: "55P03",        # SQLITE_BUSY, SQLITE_LOCKED
+    9: "57014",                    # SQLITE_INTERRUPT
+}
+
+
+def _pep249_class(backend: Optional[str], sqlstate: Optional[str], errno: Optional[int]) -> type:
     if backend == "sqlite" and errno is not None:
         return SQLITE_PRIMARY.get(errno & 0xFF, DatabaseError)
     if backend == "mysql" and errno is not None and errno in MYSQL_ERRNOS:
@@ -190,6 +297,19 @@ def classify_sql_error(backend: Optional[str], sqlstate: Optional[str], errno: O
     return DatabaseError
 
 
+def classify_sql_error(backend: Optional[str], sqlstate: Optional[str], errno: Optional[int]) -> type:
+    """The exception class for an SQL_ERROR from the given backend."""
+    if backend in ("postgresql", None) and sqlstate in _BY_SQLSTATE:
+        return _BY_SQLSTATE[sqlstate]
+    base = _pep249_class(backend, sqlstate, errno)
+    specific = None
+    if backend == "mysql" and errno is not None:
+        specific = _BY_SQLSTATE.get(MYSQL_AS_SQLSTATE.get(errno, ""))
+    elif backend == "sqlite" and errno is not None:
+        specific = _BY_SQLSTATE.get(SQLITE_AS_SQLSTATE.get(errno, ""))
+    return specific if specific is not None and issubclass(specific, base) else base
+
+
 def from_error_body(body: Dict[str, Any], backend: Optional[str]) -> Error:
     code = body.get("code")
     message = body.get("message") or ""
@@ -197,7 +317,14 @@ def from_error_body(body: Dict[str, Any], backend: Optional[str]) -> Error:
     errno = body.get("errno")
     if code == "SQL_ERROR":
         cls = classify_sql_error(backend, sqlstate, errno)
+    elif code in ("CANCELLED", "TIMEOUT"):
+        cls = QueryCanceled
+        if sqlstate is None and backend == "postgresql":
+            sqlstate = "57014"  # what PostgreSQL reports for the cancel bindsd sent it
     else:
         cls = BROKER_CODES.get(code, DatabaseError)
-    return cls(message, code=code, sqlstate=sqlstate, errno=errno, bind=body.get("bind"),
-               may_have_executed=body.get("may_have_executed"))
+    e = cls(message, code=code, sqlstate=sqlstate, errno=errno, bind=body.get("bind"),
+            may_have_executed=body.get("may_have_executed"))
+    if code == "SQL_ERROR" and backend == "mysql" and errno is not None:
+        e.args = (errno, message)  # pymysql's convention
+    return e

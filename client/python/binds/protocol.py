@@ -9,6 +9,7 @@ import datetime as _dt
 import decimal
 import json
 import re
+import select
 import socket
 import struct
 import uuid
@@ -239,6 +240,21 @@ def encode_body(body: Dict[str, Any]) -> bytes:
     return msgpack.packb(body, use_bin_type=True)
 
 
+_MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+
+
+def _wait_io(sock: socket.socket, timeout: Optional[float]) -> Tuple[bool, bool]:
+    """Wait until sock can be read or written: (readable, writable), both False on timeout."""
+    if not hasattr(select, "poll"):
+        readable, writable, _ = select.select([sock], [sock], [], timeout)
+        return bool(readable), bool(writable)
+    poller = select.poll()  # not select(): it fails for descriptors past FD_SETSIZE
+    poller.register(sock, select.POLLIN | select.POLLOUT)
+    events = poller.poll(None if timeout is None else timeout * 1000)
+    mask = events[0][1] if events else 0
+    return bool(mask & (select.POLLIN | select.POLLHUP | select.POLLERR)), bool(mask & select.POLLOUT)
+
+
 class ConnectionLost(Exception):
     """The socket broke or the server closed it."""
 
@@ -276,10 +292,50 @@ class Transport:
         except OSError:
             pass
 
-    def send(self, ftype: int, request_id: int, body: Dict[str, Any]) -> None:
+    @staticmethod
+    def frame(ftype: int, request_id: int, body: Dict[str, Any]) -> bytes:
         data = encode_body(body)
+        return HEADER.pack(len(data), ftype, 0, 0, request_id) + data
+
+    def send(self, ftype: int, request_id: int, body: Dict[str, Any]) -> None:
+        self.send_bytes(self.frame(ftype, request_id, body))
+
+    def send_bytes(self, data: bytes) -> None:
+        """Write whole frames (one or more) and wait until they are written."""
         try:
-            self.sock.sendall(HEADER.pack(len(data), ftype, 0, 0, request_id) + data)
+            self.sock.sendall(data)
+        except OSError as e:
+            raise ConnectionLost(f"sending to bindsd failed: {e}") from e
+
+    def send_pipelined(self, data: bytes) -> None:
+        """Write frames while taking in what the server sends meanwhile (kept for read()).
+
+        For many requests sent ahead of their replies: bindsd takes no more requests from a client
+        while the client's unread replies fill its buffer (limits.client_buffer), so a plain
+        blocking write of requests could wait forever for a server waiting for us to read."""
+        sock = self.sock
+        timeout = sock.gettimeout()
+        view = memoryview(data)
+        try:
+            while view:
+                readable, writable = _wait_io(sock, timeout)
+                if not readable and not writable:
+                    raise socket.timeout("timed out")
+                if readable:
+                    chunk = sock.recv(262144)
+                    if not chunk:
+                        raise ConnectionLost("bindsd closed the connection")
+                    if self._pos:
+                        del self._buf[: self._pos]
+                        self._pos = 0
+                    self._buf += chunk
+                if writable:
+                    try:
+                        view = view[sock.send(view[:65536], _MSG_DONTWAIT):]
+                    except (BlockingIOError, InterruptedError):
+                        pass
+        except socket.timeout:
+            raise
         except OSError as e:
             raise ConnectionLost(f"sending to bindsd failed: {e}") from e
 

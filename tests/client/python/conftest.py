@@ -14,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,8 @@ def free_port() -> int:
 
 
 class Daemon:
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, extra_binds: tuple = ()):
+        """extra_binds: more binds.yaml lines under `binds:` (e.g. a bind with a statement_timeout)."""
         self.root = root
         self.sock_path = str(root / "bindsd.sock")
         self.port = free_port()
@@ -47,6 +49,7 @@ class Daemon:
         if MYSQL_URL:
             lines.append(f"  users: {MYSQL_URL}")
         lines.append(f"  appmeta: sqlite:///{root}/appmeta.db")
+        lines.extend(extra_binds)
         self.config.write_text("\n".join(lines) + "\n")
         self.proc = None
         self.log_path = root / "bindsd.log"
@@ -130,5 +133,42 @@ def backend(request):
 def dbapi_conn(daemon, backend):
     import binds
     c = binds.connect("127.0.0.1", daemon.port, BIND_OF[backend], timeout=60)
+    yield c
+    c.close()
+
+
+def connect_and_run(daemon, bind: str, statements=(), **kwargs):
+    """A binds connection to bind, after running statements in a committed transaction."""
+    import binds
+    c = binds.connect("127.0.0.1", daemon.port, bind, timeout=60, **kwargs)
+    cur = c.cursor()
+    for sql in statements:
+        cur.execute(sql)
+    c.commit()
+    return c
+
+
+@pytest.fixture(scope="module")
+def pg_direct():
+    """psycopg2 straight to the test PostgreSQL (autocommit, UUIDs as uuid.UUID)."""
+    need("postgresql")
+    import psycopg2
+    import psycopg2.extras
+    c = psycopg2.connect(PG_URL)
+    c.autocommit = True
+    psycopg2.extras.register_uuid(conn_or_curs=c)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def mysql_direct():
+    """pymysql straight to the test MariaDB (autocommit)."""
+    need("mysql")
+    import pymysql
+    u = urllib.parse.urlparse(MYSQL_URL)
+    c = pymysql.connect(host=u.hostname, port=u.port or 3306, user=urllib.parse.unquote(u.username),
+                        password=urllib.parse.unquote(u.password or ""), database=u.path.lstrip("/"),
+                        autocommit=True)
     yield c
     c.close()

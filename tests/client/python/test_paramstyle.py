@@ -77,38 +77,42 @@ def test_value_encoding_round_trip():
         protocol.encode_param({"a": 1})
 
 
-@pytest.mark.parametrize("backend,sqlstate,errno,cls", [
-    ("postgresql", "23505", None, binds.IntegrityError),
-    ("postgresql", "23503", None, binds.IntegrityError),
-    ("postgresql", "42601", None, binds.ProgrammingError),
-    ("postgresql", "42P01", None, binds.ProgrammingError),
-    ("postgresql", "22012", None, binds.DataError),
-    ("postgresql", "40001", None, binds.OperationalError),
-    ("postgresql", "0A000", None, binds.NotSupportedError),
-    ("mysql", "23000", 1062, binds.IntegrityError),
-    ("mysql", "23000", 1452, binds.IntegrityError),
-    ("mysql", "23000", 1048, binds.IntegrityError),
-    ("mysql", "HY000", 1364, binds.IntegrityError),
-    ("mysql", "42000", 1064, binds.ProgrammingError),
-    ("mysql", "42S02", 1146, binds.ProgrammingError),
-    ("mysql", "22001", 1406, binds.DataError),
-    ("mysql", "40001", 1213, binds.OperationalError),
-    ("sqlite", None, 2067, binds.IntegrityError),
-    ("sqlite", None, 1555, binds.IntegrityError),
-    ("sqlite", None, 787, binds.IntegrityError),
-    ("sqlite", None, 19, binds.IntegrityError),
-    ("sqlite", None, 1, binds.ProgrammingError),
-    ("sqlite", None, 5, binds.OperationalError),
+@pytest.mark.parametrize("backend,sqlstate,errno,cls,specific", [
+    ("postgresql", "23505", None, binds.IntegrityError, "UniqueViolation"),
+    ("postgresql", "23503", None, binds.IntegrityError, "ForeignKeyViolation"),
+    ("postgresql", "42601", None, binds.ProgrammingError, "SyntaxError"),
+    ("postgresql", "42P01", None, binds.ProgrammingError, "UndefinedTable"),
+    ("postgresql", "22012", None, binds.DataError, "DivisionByZero"),
+    ("postgresql", "40001", None, binds.OperationalError, "SerializationFailure"),
+    ("postgresql", "0A000", None, binds.NotSupportedError, "FeatureNotSupported"),
+    ("postgresql", "23999", None, binds.IntegrityError, "IntegrityError"),  # no class: by prefix
+    ("mysql", "23000", 1062, binds.IntegrityError, "UniqueViolation"),
+    ("mysql", "23000", 1452, binds.IntegrityError, "ForeignKeyViolation"),
+    ("mysql", "23000", 1048, binds.IntegrityError, "NotNullViolation"),
+    ("mysql", "HY000", 1364, binds.IntegrityError, "IntegrityError"),
+    ("mysql", "42000", 1064, binds.ProgrammingError, "SyntaxError"),
+    ("mysql", "42S02", 1146, binds.ProgrammingError, "UndefinedTable"),
+    ("mysql", "22001", 1406, binds.DataError, "StringDataRightTruncation"),
+    ("mysql", "40001", 1213, binds.OperationalError, "DeadlockDetected"),
+    ("sqlite", None, 2067, binds.IntegrityError, "UniqueViolation"),
+    ("sqlite", None, 1555, binds.IntegrityError, "UniqueViolation"),
+    ("sqlite", None, 787, binds.IntegrityError, "ForeignKeyViolation"),
+    ("sqlite", None, 19, binds.IntegrityError, "IntegrityError"),
+    ("sqlite", None, 1, binds.ProgrammingError, "ProgrammingError"),
+    ("sqlite", None, 5, binds.OperationalError, "LockNotAvailable"),
 ])
-def test_sql_error_classes(backend, sqlstate, errno, cls):
+def test_sql_error_classes(backend, sqlstate, errno, cls, specific):
     e = errors.from_error_body({"code": "SQL_ERROR", "message": "m", "sqlstate": sqlstate,
                                 "errno": errno, "bind": "b"}, backend)
-    assert type(e) is cls and e.sqlstate == sqlstate and e.errno == errno and e.bind == "b"
+    assert isinstance(e, cls) and type(e) is getattr(errors, specific)
+    assert e.sqlstate == sqlstate and e.errno == errno and e.bind == "b"
+    # pymysql's convention on MySQL: args == (errno, message)
+    assert e.args == ((errno, "m") if backend == "mysql" else ("m",))
 
 
 @pytest.mark.parametrize("code,cls", [
     ("BACKEND_UNAVAILABLE", binds.OperationalError), ("POOL_TIMEOUT", binds.OperationalError),
-    ("TIMEOUT", binds.OperationalError), ("CANCELLED", binds.OperationalError),
+    ("TIMEOUT", errors.QueryCanceled), ("CANCELLED", errors.QueryCanceled),
     ("TX_ABORTED", binds.OperationalError), ("BAD_REQUEST", binds.ProgrammingError),
     ("UNKNOWN_BIND", binds.OperationalError), ("INTERNAL", binds.InternalError),
     ("UNKNOWN_FRAME_TYPE", binds.NotSupportedError), ("PROTOCOL_ERROR", binds.InterfaceError),

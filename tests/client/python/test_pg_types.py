@@ -80,18 +80,6 @@ def assert_same(got, want, where=""):
             assert str(got) == str(want), f"{where}: {got!r} != {want!r}"
 
 
-@pytest.fixture(scope="module")
-def pg_direct():
-    need("postgresql")
-    import psycopg2
-    import psycopg2.extras
-    c = psycopg2.connect(PG_URL)
-    c.autocommit = True
-    psycopg2.extras.register_uuid(conn_or_curs=c)
-    yield c
-    c.close()
-
-
 @pytest.fixture
 def pg(daemon):
     need("postgresql")
