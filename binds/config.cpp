@@ -382,6 +382,18 @@ void read_limits(Reader& r, const Item& item, Limits& out) {
 
 }  // namespace
 
+std::string format_duration(Millis d) {
+  const auto n = d.count();
+  if (n == 0) return "0";
+  struct Unit {
+    std::int64_t ms;
+    const char* suffix;
+  };
+  for (const Unit u : {Unit{86400000, "d"}, Unit{3600000, "h"}, Unit{60000, "m"}, Unit{1000, "s"}})
+    if (n % u.ms == 0) return std::to_string(n / u.ms) + u.suffix;
+  return std::to_string(n) + "ms";
+}
+
 Millis parse_duration(const std::string& s) {
   const auto bad = [&](std::string_view why) {
     return std::invalid_argument("bad duration \"" + s + "\"" + std::string(why));

@@ -93,4 +93,8 @@ std::shared_ptr<const Config> load_config_text(const std::string& text, const st
 // "500ms", "5s", "10m", "1h", "1d"; a bare integer is seconds. Throws std::invalid_argument.
 Millis parse_duration(const std::string& s);
 
+// The way people write it in binds.yaml: the largest unit that divides it exactly (600000 ms →
+// "10m", 90 s → "90s", 1500 ms → "1500ms"); 0 → "0". parse_duration reads it back unchanged.
+std::string format_duration(Millis d);
+
 }  // namespace binds

@@ -17,7 +17,8 @@ using protocol::Value;
 Value text(std::string s) { return Value(std::move(s)); }
 Value num(std::int64_t n) { return Value(n); }
 
-std::string ms(Millis m) { return m.count() == 0 ? "off" : std::to_string(m.count()) + "ms"; }
+// As binds.yaml spells it ("10m", not "600000ms"); a zero timeout is no timeout.
+std::string ms(Millis m) { return m.count() == 0 ? "off" : format_duration(m); }
 
 std::string join(const std::vector<std::string>& v) {
   std::string out;

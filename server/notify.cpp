@@ -183,7 +183,13 @@ void Heartbeat::send_status() {
   last_rate_at_ = now;
   auto rt = server_.routes();
   std::size_t binds = rt ? rt->pools.size() : 0;
-  send_with("STATUS=" + status_line(binds, c.clients_now.load(), rate, q, ec.errors.load()), MSG_DONTWAIT);
+  std::string line = status_line(binds, c.clients_now.load(), rate, q, ec.errors.load());
+  // Until a reload succeeds, every heartbeat repeats that the last one failed: `systemctl status`
+  // shows the latest STATUS only, and a failed reload must not scroll away after two seconds.
+  const std::string failed = server_.last_reload_error();
+  if (!failed.empty()) line += "; last reload FAILED, old configuration kept: " + failed;
+  std::replace(line.begin(), line.end(), '\n', ' ');
+  send_with("STATUS=" + line, MSG_DONTWAIT);
 }
 
 }  // namespace binds::server::notify

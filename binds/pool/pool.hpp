@@ -240,6 +240,7 @@ class BasicPool : public std::enable_shared_from_this<BasicPool<Clock>> {
   bool backend_down_ = false;
   BackendError last_error_;
   time_point next_connect_{};
+  time_point next_health_{};
   std::chrono::milliseconds backoff_{0};
   std::uint64_t connects_ = 0, connect_failures_ = 0, acquire_timeouts_ = 0, closed_broken_ = 0;
   std::uint64_t connect_attempts_ = 0;

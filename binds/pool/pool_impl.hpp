@@ -13,6 +13,8 @@ inline constexpr std::chrono::milliseconds kBackoffMax{5000};
 // An idle connection unused for longer than this is checked (without a round trip) before it is
 // leased: a backend that closed it meanwhile left an EOF or a FATAL message on the socket.
 inline constexpr std::chrono::milliseconds kCheckAfterIdle{1000};
+// How often maintain() checks idle connections and probes a bind that is down.
+inline constexpr std::chrono::milliseconds kHealthInterval{2000};
 // A returned transaction gets this long to roll back before its connection is written off.
 inline constexpr std::chrono::milliseconds kRollbackDeadline{5000};
 
@@ -484,6 +486,32 @@ void BasicPool<Clock>::maintain() {
         --open;
       } else {
         ++it;
+      }
+    }
+    // Reachability comes from the pool itself, not from the last request (stats, /readyz,
+    // binds_backend_reachable): every kHealthInterval, idle connections the backend closed are
+    // closed here, and a pool that is down, or left with nothing open by that, probes with one
+    // connect. A probe that succeeds stays as an idle connection (idle_timeout closes it).
+    if (now >= next_health_) {
+      next_health_ = now + detail::kHealthInterval;
+      bool found_dead = false;
+      for (auto it = idle_.begin(); it != idle_.end();) {
+        if (now - (*it)->last_used >= detail::kCheckAfterIdle && !(*it)->conn->looks_alive()) {
+          to_close.push_back(std::move(*it));
+          it = idle_.erase(it);
+          ++closed_broken_;
+          --open;
+          found_dead = true;
+        } else {
+          ++it;
+        }
+      }
+      const bool probe = backend_down_ || (found_dead && open == 0);
+      if (probe && connecting_ == 0 && !paused_ && !draining_ && !retired_ && now >= next_connect_ &&
+          budget_->try_acquire()) {
+        ++connecting_;
+        ++connect_attempts_;
+        asio::co_spawn(strand_, connect_one(), asio::detached);
       }
     }
     maybe_connect_locked();

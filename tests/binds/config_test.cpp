@@ -366,6 +366,18 @@ TEST(ParseDuration, Valid) {
   EXPECT_EQ(parse_duration("36500d"), 36500 * 24h);
 }
 
+TEST(FormatDuration, AsPeopleWriteItAndReadsBack) {
+  EXPECT_EQ(format_duration(600000ms), "10m");
+  EXPECT_EQ(format_duration(90s), "90s");
+  EXPECT_EQ(format_duration(1500ms), "1500ms");
+  EXPECT_EQ(format_duration(5min), "5m");
+  EXPECT_EQ(format_duration(2h), "2h");
+  EXPECT_EQ(format_duration(48h), "2d");
+  EXPECT_EQ(format_duration(0ms), "0");
+  for (Millis d : {Millis(1), Millis(999), Millis(61000), Millis(3600000), Millis(86400001)})
+    EXPECT_EQ(parse_duration(format_duration(d)), d) << d.count();
+}
+
 TEST(ParseDuration, Invalid) {
   struct Case {
     const char* in;

@@ -352,6 +352,46 @@ TEST_F(PoolTest, AnIdleConnectionTheBackendClosedIsNotLeased) {
   EXPECT_EQ(p->stats().closed_broken, 1u);
 }
 
+// Reachability recovers from a background probe, not from the next request.
+TEST_F(PoolTest, ADownBindIsProbedWithoutRequestsAndComesBackUp) {
+  backend_->fail_connect = true;
+  auto p = make(2);
+  p->start();
+  auto a = acquire(p);
+  ASSERT_TRUE((*a)->error);
+  EXPECT_TRUE(p->stats().backend_down);
+  const auto attempts = p->connect_attempts();
+  FakeClock::advance(3s);  // past the backoff and a health interval; nobody waits
+  p->maintain();
+  settle();
+  EXPECT_EQ(p->connect_attempts(), attempts + 1) << "no probe while nobody asked";
+  EXPECT_TRUE(p->stats().backend_down);
+  backend_->fail_connect = false;
+  FakeClock::advance(6s);
+  p->maintain();
+  settle();
+  EXPECT_FALSE(p->stats().backend_down) << "the backend returned but the pool still says down";
+  EXPECT_EQ(p->stats().idle, 1);  // the probe's connection serves the next request
+}
+
+// A backend that closed every idle connection (restart, crash) is noticed without a request.
+TEST_F(PoolTest, IdleConnectionsTheBackendClosedAreFoundAndTheBackendProbed) {
+  auto p = make(2);
+  p->start();
+  auto a = acquire(p);
+  auto* fake = static_cast<FakeConnection*>(&(*a)->lease.conn());
+  (*a)->lease.release();
+  settle();
+  fake->alive = false;
+  backend_->fail_connect = true;  // and it is not back yet
+  FakeClock::advance(3s);
+  p->maintain();
+  settle();
+  EXPECT_EQ(p->stats().closed_broken, 1u);
+  EXPECT_EQ(p->stats().idle, 0);
+  EXPECT_TRUE(p->stats().backend_down) << "all connections dead and no connect works: down";
+}
+
 TEST_F(PoolTest, PauseHoldsRequestsAndResumeServesThem) {
   auto p = make(2);
   p->start();

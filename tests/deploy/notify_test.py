@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from deploy_common import TempDir, can_connect, deadline, make_config, wait_exit  # noqa: E402
 
 BINDSD, CLI = sys.argv[1], sys.argv[2]
+STATUS_PREFIX_RE = re.compile(r"^STATUS=\d+ binds?, \d+ clients?, ")
 STATUS_RE = re.compile(r"^STATUS=(\d+) binds?, (\d+) clients?, (\d+\.\d) queries/s \((\d+) queries, (\d+) errors since start\)$")
 
 
@@ -54,6 +55,17 @@ class NotifySocket:
             if m and pred(m[2]):
                 return m
         raise AssertionError(f"no {what} within {seconds}s; got {[m[2] for m in self.messages]}")
+
+    def heartbeats_after(self, start, seconds):
+        """The heartbeat STATUS lines received from message `start` on, waiting for at least one."""
+        left = deadline(seconds)
+        while True:
+            lines = [x for m in self.messages[start:] for x in m[2] if STATUS_PREFIX_RE.match(x)]
+            if lines:
+                return lines
+            if left() <= 0:
+                raise AssertionError(f"no heartbeat STATUS within {seconds}s")
+            self.receive(left())
 
     def drain(self, seconds):
         left = deadline(seconds)
@@ -155,6 +167,18 @@ def path_socket_no_watchdog(tmp):
                              "STATUS=reload failed")
         check(any("bogus_key" in x for x in failed[2]), f"the failed-reload STATUS names the key ({failed[2]})")
         check(proc.poll() is None and can_connect(sock_path), "bindsd keeps serving after a bad reload")
+        # The heartbeat (every 2 s) must not overwrite it: STATUS keeps saying so until a reload works.
+        lines = ns.heartbeats_after(len(ns.messages), 6)
+        check(all("last reload FAILED" in x and "bogus_key" in x for x in lines),
+              f"heartbeat STATUS keeps the failed reload ({lines[-1]})")
+        with open(config) as f:
+            fixed = f.read().replace("bogus_key: 1\n", "")
+        with open(config, "w") as f:
+            f.write(fixed)
+        proc.send_signal(signal.SIGHUP)
+        ns.wait_for(lambda a: any(x.startswith("STATUS=reloaded") for x in a), 10, "STATUS=reloaded")
+        lines = ns.heartbeats_after(len(ns.messages), 6)
+        check(not any("FAILED" in x for x in lines), f"a good reload clears it ({lines[-1]})")
         del first
         check(not any("WATCHDOG=1" in m[2] for m in ns.messages), "no pings when WATCHDOG_PID is another process")
         proc.send_signal(signal.SIGINT)

@@ -31,6 +31,48 @@ std::string lite_bind(const fs::path& dir) { return "  lite: sqlite:///" + (dir 
 
 // ---- a backend that goes away ----
 
+// Stops the test MariaDB; whatever happens after, it comes back for the tests that follow.
+struct MysqlStopped {
+  bool stopped = true;
+  MysqlStopped() { testdb("stop-mysql"); }
+  ~MysqlStopped() {
+    if (stopped) testdb("start-mysql");
+  }
+  MysqlStopped(const MysqlStopped&) = delete;
+  MysqlStopped& operator=(const MysqlStopped&) = delete;
+};
+
+// Reachability in stats comes from the pool's own checks: it turns "backend down" when MariaDB stops
+// and "ok" when it returns, with no request sent to the bind in between.
+TEST(Faults, ReachabilityFollowsTheBackendWithoutRequests) {
+  BINDS_REQUIRE_URL("BINDS_TEST_MYSQL_URL", my);
+  auto tmp = make_temp_dir("reach");
+  Daemon d("default: lite\nbinds:\n  my: " + my + "\n" + lite_bind(tmp));
+  auto c = d.connect();
+  ASSERT_EQ(client::value_text(c.query("SELECT 1", {}, std::string("my")).rows.at(0).at(0)), "1");
+  auto state = [&] {
+    auto t = c.admin("stats");
+    for (const auto& row : t.rows)
+      if (client::value_text(row[0]) == "my") return client::value_text(row.back());
+    return std::string("?");
+  };
+  auto wait_for = [&](const std::string& want) {
+    for (int i = 0; i < 100; ++i) {
+      if (state() == want) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  };
+  MysqlStopped restart;
+  EXPECT_TRUE(wait_for("backend down")) << "still " << state() << " 10 s after MariaDB stopped";
+  testdb("start-mysql");
+  restart.stopped = false;
+  EXPECT_TRUE(wait_for("ok")) << "still " << state() << " 10 s after MariaDB returned";
+  EXPECT_EQ(client::value_text(c.query("SELECT 2", {}, std::string("my")).rows.at(0).at(0)), "2");
+  std::error_code ec;
+  std::filesystem::remove_all(tmp, ec);
+}
+
 TEST(Faults, MariaDBDownOnlyFailsItsOwnBindAndRecoversWithoutRestart) {
   BINDS_REQUIRE_URL("BINDS_TEST_MYSQL_URL", my);
   BINDS_REQUIRE_URL("BINDS_TEST_PG_URL", pg);
@@ -41,14 +83,7 @@ TEST(Faults, MariaDBDownOnlyFailsItsOwnBindAndRecoversWithoutRestart) {
   auto c = d.connect();
   ASSERT_EQ(client::value_text(c.query("SELECT 1", {}, std::string("my")).rows.at(0).at(0)), "1");
 
-  struct Restart {  // whatever happens below, MariaDB comes back for the tests after this one
-    bool stopped = false;
-    ~Restart() {
-      if (stopped) testdb("start-mysql");
-    }
-  } restart;
-  testdb("stop-mysql");
-  restart.stopped = true;
+  MysqlStopped restart;
 
   for (int i = 0; i < 3; ++i) {
     auto t0 = Clock::now();

@@ -111,6 +111,10 @@ TEST(Admin, StatsClientsConfigPauseResumeReconnectDrain) {
   auto config = c.admin("config");
   EXPECT_THAT(cell(config, "db", "url"), HasSubstr("***"));
   EXPECT_THAT(cell(config, "db", "url"), Not(HasSubstr("binds-secret")));
+  // Durations as binds.yaml spells them, not as milliseconds.
+  EXPECT_EQ(cell(config, "db", "acquire_timeout"), "500ms");
+  EXPECT_EQ(cell(config, "db", "idle_in_transaction_timeout"), "5m");
+  EXPECT_EQ(cell(config, "db", "statement_timeout"), "off");
 
   auto pid = scalar(c, "SELECT pg_backend_pid()");
   c.admin("reconnect", std::string("db"));
