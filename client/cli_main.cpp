@@ -34,7 +34,7 @@ commands:
 options (--host, --socket, --bind/-b, --format/-f, --help/-h) may come anywhere before "--";
   every word after "--" is an argument (binds query 'SELECT $1' -- --bind); -5 is an argument.
 address: --host/--socket, else $BINDS_ADDR (unix:PATH, tcp:HOST:PORT or HOST:PORT),
-         else listen.unix of ./binds.yaml, else /run/binds/bindsd.sock
+         else listen.unix (or listen.tcp) of ./binds.yaml, else /run/binds/bindsd.sock
 )";
 
 [[noreturn]] void usage_error(const std::string& msg) {
@@ -53,9 +53,13 @@ std::string default_address() {
         if (p.is_relative()) p = fs::absolute("binds.yaml").parent_path() / p;
         return "unix:" + p.lexically_normal().string();
       }
+      if (n["listen"] && n["listen"]["tcp"]) return "tcp:" + n["listen"]["tcp"].as<std::string>();
     }
-  } catch (const std::exception&) {
-    // Not our job to validate the daemon's config here; fall through to the packaged default.
+  } catch (const std::exception& e) {
+    // A file the user meant to point us somewhere: say why it did not, rather than silently
+    // talking to another daemon.
+    std::cerr << "binds: warning: ./binds.yaml cannot be read (" << e.what()
+              << "); using unix:/run/binds/bindsd.sock (give --socket or --host)\n";
   }
   return "unix:/run/binds/bindsd.sock";
 }

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <fstream>
 
 #include "harness.hpp"
 
@@ -34,6 +35,17 @@ void expect_output(const std::string& args, const std::string& out, const std::s
   auto r = cli(args, env_prefix);
   EXPECT_EQ(r.rc, 0) << args << "\n" << r.err;
   EXPECT_EQ(r.out, out) << args;
+}
+
+// A broken ./binds.yaml used to send the CLI to the packaged socket without a word.
+TEST(CliAddress, ABrokenBindsYamlIsReportedNotSilentlySkipped) {
+  auto dir = make_temp_dir("cliyaml");
+  std::ofstream(dir / "binds.yaml") << "listen: [unclosed\n";
+  auto r = cli("ping", "cd " + dir.string() + " && BINDS_ADDR= ");
+  EXPECT_THAT(r.err, HasSubstr("./binds.yaml cannot be read"));
+  EXPECT_THAT(r.err, HasSubstr("--socket"));
+  std::error_code ec;
+  fs::remove_all(dir, ec);
 }
 
 class Cli : public ::testing::Test {
