@@ -5,8 +5,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <functional>
 #include <iostream>
 #include <string>
@@ -22,6 +25,9 @@ namespace {
 constexpr const char* kUsage = R"(usage: bindsd [options]
   --config PATH         configuration file (default ./binds.yaml)
   --check-config [PATH] validate the configuration and exit 0 (valid) or 1 (invalid)
+  --env-file PATH       read NAME=value lines (systemd EnvironmentFile syntax) into the environment
+                        before ${NAME} is expanded: check a config as the unit will run it, e.g.
+                        bindsd --env-file /etc/default/bindsd --check-config /etc/binds/binds.yaml
   --listen ADDR         override listen addresses; ADDR is tcp:HOST:PORT or unix:PATH
                         (repeatable; replaces the file's listen section; "tcp:" or "unix:" alone disables one)
   --log-level LEVEL     trace, debug, info (default), warn, error
@@ -33,6 +39,34 @@ constexpr const char* kUsage = R"(usage: bindsd [options]
 [[noreturn]] void usage_error(const std::string& msg) {
   std::cerr << "bindsd: " << msg << "\n" << kUsage;
   std::exit(2);
+}
+
+// systemd's EnvironmentFile= syntax, the part packaged configs use: NAME=value per line, blank
+// lines and lines starting with # or ; ignored, a value in single or double quotes unquoted.
+// Returns an error message, or "" when every line was taken.
+std::string load_env_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return path + ": cannot be read: " + std::strerror(errno);
+  std::string line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    const auto first = line.find_first_not_of(" \t");
+    if (first == std::string::npos || line[first] == '#' || line[first] == ';') continue;
+    const auto eq = line.find('=', first);
+    if (eq == std::string::npos) return path + ":" + std::to_string(n) + ": expected NAME=value";
+    std::string name = line.substr(first, eq - first);
+    while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.pop_back();
+    std::string value = line.substr(eq + 1);
+    const auto vfirst = value.find_first_not_of(" \t");
+    value = vfirst == std::string::npos ? "" : value.substr(vfirst);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t' || value.back() == '\r')) value.pop_back();
+    if (value.size() >= 2 && (value.front() == '"' || value.front() == '\'') && value.back() == value.front())
+      value = value.substr(1, value.size() - 2);
+    const bool valid = !name.empty() && name.find_first_not_of(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") == std::string::npos;
+    if (!valid) return path + ":" + std::to_string(n) + ": bad variable name \"" + name + "\"";
+    ::setenv(name.c_str(), value.c_str(), 1);
+  }
+  return "";
 }
 
 // systemd sets JOURNAL_STREAM=DEV:INODE when stdout or stderr is connected to the journal. The
@@ -111,6 +145,11 @@ int main(int argc, char** argv) {
     else if (a == "--check-config") {
       check_only = true;
       if (i + 1 < args.size() && args[i + 1].rfind("--", 0) != 0) config_path = args[++i];
+    } else if (a == "--env-file") {
+      if (auto why = load_env_file(value("--env-file")); !why.empty()) {
+        std::cerr << "bindsd: --env-file " << why << "\n";
+        return 1;
+      }
     } else if (a == "--listen") listens.push_back(value("--listen"));
     else if (a == "--log-level") log_level = value("--log-level");
     else if (a == "--threads") {

@@ -101,6 +101,28 @@ TEST(Holes, SqliteAttachAndVacuumIntoCannotReachFiles) {
   fs::remove_all(tmp, ec);
 }
 
+// The unit reads ${NAME}s from /etc/default/bindsd; --check-config from a shell did not see them.
+TEST(Holes, CheckConfigReadsTheUnitsEnvironmentFile) {
+  auto tmp = make_temp_dir("envfile");
+  auto cfg = tmp / "binds.yaml";
+  std::ofstream(cfg) << "listen: { unix: " << (tmp / "s.sock").string()
+                     << " }\ndefault: db\nbinds:\n  db: mysql://app:${BINDS_T_ENVFILE_PW}@127.0.0.1:1/x\n";
+  std::string out;
+  EXPECT_EQ(run_bindsd("--check-config " + cfg.string(), out), 1) << out;
+  EXPECT_THAT(out, HasSubstr("BINDS_T_ENVFILE_PW"));
+  std::ofstream(tmp / "default") << "# as /etc/default/bindsd\n\nBINDS_T_ENVFILE_PW=\"s3cr3t value\"\n";
+  EXPECT_EQ(run_bindsd("--env-file " + (tmp / "default").string() + " --check-config " + cfg.string(), out), 0)
+      << out;
+  EXPECT_THAT(out, Not(HasSubstr("s3cr3t")));
+  std::ofstream(tmp / "bad") << "NOT A LINE\n";
+  EXPECT_EQ(run_bindsd("--env-file " + (tmp / "bad").string() + " --check-config " + cfg.string(), out), 1);
+  EXPECT_THAT(out, HasSubstr("bad:1: expected NAME=value"));
+  EXPECT_EQ(run_bindsd("--env-file " + (tmp / "missing").string() + " --check-config " + cfg.string(), out), 1);
+  EXPECT_THAT(out, HasSubstr("cannot be read"));
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+}
+
 TEST(Holes, RelativeSqlitePathClimbingOutOfTheConfigFolderWarns) {
   auto tmp = make_temp_dir("relwarn");
   fs::create_directories(tmp / "etc" / "binds");
