@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import select
 import socket
 from collections import deque
@@ -17,6 +18,16 @@ CLIENT_NAME = "binds-python/0.1.0"
 
 # executemany: statements sent ahead of their answers, at most (bindsd answers BUSY beyond 1024)
 MAX_IN_FLIGHT = 256
+
+_LEADING_COMMENTS = re.compile(r"\A(?:\s+|--[^\n]*(?:\n|\Z)|/\*.*?\*/)*", re.S)
+_INTO = re.compile(r"\binto\b", re.I)
+
+
+def _is_plain_select(sql: str) -> bool:
+    """A statement that reads only: SELECT first (after comments), no INTO (SELECT ... INTO
+    creates a table on PostgreSQL). A SELECT calling a function that writes is not told apart."""
+    rest = sql[_LEADING_COMMENTS.match(sql).end():]
+    return rest[:6].lower() == "select" and not rest[6:7].isalnum() and not _INTO.search(rest)
 
 ISOLATION_LEVELS = ("read_uncommitted", "read_committed", "repeatable_read", "serializable")
 _SQL_ISOLATION = {name: name.replace("_", " ").upper() for name in ISOLATION_LEVELS}
@@ -371,11 +382,18 @@ class Connection:
         self._tx_open = bool(body.get("in_transaction", True))
         self._begin_ok = self._begin_key()
 
-    def _begin_ahead(self) -> Optional[Tuple[int, bytes]]:
+    def _begin_ahead(self, sql: str) -> Optional[Tuple[int, bytes]]:
         """Before a statement: open the transaction it needs. Returns (request id, frame) of a
         BEGIN to send without waiting for its answer, in one write with the statement right
         behind it (one round trip for both; _settle_begin reads BEGIN's answer), or None when
         the statement needs no BEGIN or one was run here and answered.
+
+        Only a plain SELECT goes behind an unanswered BEGIN. Should that BEGIN fail for a passing
+        cause (pool timeout, backend unreachable) while the statement then succeeds, the statement
+        ran outside any transaction, and bindsd runs a client's requests to a bind independently
+        (PROTOCOL.md §8): for a write that would be an effect committed that the application
+        believes failed, and may retry. Writes wait for BEGIN's answer until the protocol can tie
+        a statement to the transaction it was sent for.
 
         BEGIN goes ahead unanswered only once a BEGIN of the same kind (mode, isolation, read only)
         has succeeded on this connection: one the server refuses outright (an isolation level the
@@ -384,7 +402,7 @@ class Connection:
         statement behind it then succeeds; _settle_begin says so in the error it raises."""
         if not self._needs_begin():
             return None
-        if self._begin_ok != self._begin_key():
+        if self._begin_ok != self._begin_key() or not _is_plain_select(sql):
             self._ensure_tx()
             return None
         ftype, body = self._begin_request()
@@ -643,7 +661,7 @@ class Cursor:
         conn = self._start(operation)
         body = self._query_body(conn, operation, parameters)
         conn._finish_active()
-        begin = conn._begin_ahead()
+        begin = conn._begin_ahead(operation)
         rid = conn._new_id()
         frame = P.Transport.frame(P.QUERY, rid, body)
         if begin is None:
@@ -785,7 +803,7 @@ class Cursor:
                         e.executemany_index = index
                         raise
                     if index == 0 and conn._needs_begin():
-                        begin = conn._begin_ahead()
+                        begin = conn._begin_ahead(operation)
                         if begin is not None:
                             pipe.add(begin[0], begin[1], _Pipeline.BEGIN)
                             pipe.send(body, index)

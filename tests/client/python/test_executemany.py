@@ -211,40 +211,52 @@ def sent_before_first_read(rec) -> list:
     return out
 
 
-def test_begin_pipelined_with_first_statement(conn):
+def test_begin_pipelined_only_with_a_select(conn):
     cur = conn.cursor()
     cur.execute(insert_sql(conn), (1, "a"))  # the first BEGIN of a connection waits for its answer
     conn.commit()
     rec = Recorder(conn)
-    cur.execute(insert_sql(conn), (2, "b"))
+    # A read goes in one write with its BEGIN: one round trip for both.
+    cur.execute("SELECT id FROM em_t ORDER BY id")
     assert sent_before_first_read(rec) == [P.BEGIN, P.QUERY]
-    assert rec.writes[0] == [P.BEGIN, P.QUERY]  # one write, one round trip
+    assert rec.writes[0] == [P.BEGIN, P.QUERY]
+    assert cur.fetchall() == [(1,)] and conn.in_transaction
+    conn.rollback()
+
+    # A write waits for BEGIN's answer: had BEGIN failed, it must not run outside the transaction.
+    rec.log.clear()
+    cur.execute(insert_sql(conn), (2, "b"))
+    assert sent_before_first_read(rec) == [P.BEGIN]
     assert cur.rowcount == 1 and conn.in_transaction
     conn.commit()
     assert ids(conn) == [1, 2]
     conn.rollback()
+    # Not plain reads: a WITH (it may hold a write) and SELECT ... INTO.
+    into = {"postgresql": "SELECT 1 INTO TEMP em_into", "mysql": "SELECT 1 INTO @em_x"}.get(conn.backend)
+    for sql in ["/* c */ WITH x AS (SELECT 1) SELECT * FROM x"] + ([into] if into else []):
+        rec.log.clear()
+        cur.execute(sql)
+        assert sent_before_first_read(rec) == [P.BEGIN], sql
+        conn.rollback()
 
     # the BEGIN succeeds, the INSERT behind it fails: the INSERT's error, inside the transaction
     rec.log.clear()
     with pytest.raises(errors.UniqueViolation) as ei:
         cur.execute(insert_sql(conn), (1, "dup"))
-    assert sent_before_first_read(rec) == [P.BEGIN, P.QUERY]
     assert ei.value.code == "SQL_ERROR" and ei.value.executemany_index is None
     assert conn.in_transaction
     conn.rollback()
     assert ids(conn) == [1, 2]
     conn.rollback()
 
-    # executemany: BEGIN and the first statement together, then the rest
+    # executemany of writes: BEGIN answered first, then the statements pipelined
     rec.log.clear()
     with pytest.raises(errors.UniqueViolation) as ei:
         cur.executemany(insert_sql(conn), [(1, "dup"), (3, "c")])
-    assert sent_before_first_read(rec) == [P.BEGIN, P.QUERY]
+    assert sent_before_first_read(rec) == [P.BEGIN]
     assert ei.value.executemany_index == 0
     conn.rollback()
-    rec.log.clear()
     cur.executemany(insert_sql(conn), [(3, "c"), (4, "d")])
-    assert sent_before_first_read(rec) == [P.BEGIN, P.QUERY]
     conn.commit()
     assert ids(conn) == [1, 2, 3, 4]
 
@@ -277,20 +289,25 @@ def test_begin_refused_is_not_pipelined(sqlite_read_committed):
 
 
 def test_pipelined_begin_that_fails_says_what_ran(sqlite_read_committed):
-    """Should a BEGIN sent ahead fail all the same, its error is raised, after the statement's
-    answer was read, and says that the statement ran outside a transaction."""
+    """Should a BEGIN sent ahead of a SELECT fail all the same, its error is raised after the
+    SELECT's answer was read, and says the SELECT ran outside a transaction; a write behind the
+    same kind of BEGIN is never sent before BEGIN's answer, so it never runs."""
     c = sqlite_read_committed
     cur = c.cursor()
     c._begin_ok = c._begin_key()  # as if such a BEGIN had succeeded before: it goes ahead
     with pytest.raises(binds.ProgrammingError) as ei:
-        cur.execute("INSERT INTO em_iso VALUES (1)")
+        cur.execute("SELECT count(*) FROM em_iso")
     assert ei.value.code == "BAD_REQUEST" and "ran without a transaction" in str(ei.value)
     assert not c.in_transaction
     c._begin_ok = c._begin_key()
     with pytest.raises(binds.ProgrammingError) as ei:
+        cur.execute("INSERT INTO em_iso VALUES (1)")
+    assert "ran without a transaction" not in str(ei.value)
+    c._begin_ok = c._begin_key()
+    with pytest.raises(binds.ProgrammingError) as ei:
         cur.executemany("INSERT INTO em_iso VALUES (?)", [(2,), (3,), (4,)])
-    assert ei.value.executemany_index is None and "ran without a transaction" in str(ei.value)
+    assert "ran without a transaction" not in str(ei.value)
     c.isolation_level = None
     cur.execute("SELECT id FROM em_iso ORDER BY id")
-    assert cur.fetchall() == [(1,), (2,)]  # one statement behind the BEGIN, no more
+    assert cur.fetchall() == []  # no write ran outside the transaction asked for
     c.rollback()
