@@ -44,12 +44,9 @@ void pack_str(Packer& pk, std::string_view s) {
 // msgpack-c's pack_double writes an integral double as an integer (1.0 becomes fixint 1, -0.0
 // becomes 0, 1e19 a uint64): a float64 column must carry float 64 values (PROTOCOL.md §5).
 void pack_float64(Packer& pk, double d) {
-  std::uint64_t bits;
-  std::memcpy(&bits, &d, sizeof bits);
   char buf[9];
-  buf[0] = static_cast<char>(0xcb);
-  for (int k = 0; k < 8; ++k) buf[1 + k] = static_cast<char>(bits >> (56 - 8 * k));
-  pk.pack_bin_body(buf, sizeof buf);  // appends raw bytes: the header above is ours
+  write_float64(d, buf);
+  pk.pack_bin_body(buf, sizeof buf);  // appends raw bytes: the header is write_float64's
 }
 
 void pack_value(Packer& pk, const Value& v) {
@@ -505,6 +502,13 @@ std::string RowBatchWriter::finish_all_but_last(std::uint32_t id, std::size_t la
   buf_ = std::move(last);
   rows_ = 1;
   return frame;
+}
+
+void write_float64(double d, char out[9]) {
+  std::uint64_t bits;
+  std::memcpy(&bits, &d, sizeof bits);
+  out[0] = static_cast<char>(0xcb);
+  for (int k = 0; k < 8; ++k) out[1 + k] = static_cast<char>(bits >> (56 - 8 * k));
 }
 
 bool decode_packed_value(std::string_view packed, Value& out, std::string& error) {

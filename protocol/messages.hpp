@@ -122,6 +122,10 @@ class RowBatchWriter {
 // statement) is cut at a UTF-8 boundary and says so.
 std::string encode_error_within(std::uint32_t id, ErrorInfo info, std::size_t max_frame);
 
+// The 9 bytes of a MessagePack float 64 (0xcb, big-endian IEEE 754). msgpack-c's pack_double
+// writes an integral double as an integer; every float64 the server sends uses this instead.
+void write_float64(double d, char out[9]);
+
 // One value from its MessagePack encoding (an array's ValueView holds one).
 bool decode_packed_value(std::string_view packed, Value& out, std::string& error);
 

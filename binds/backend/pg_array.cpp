@@ -1,13 +1,12 @@
 #include "binds/backend/pg_array.hpp"
 
 #include <charconv>
-#include <cstring>
-#include <limits>
 #include <msgpack.hpp>
 #include <optional>
 #include <vector>
 
 #include "binds/backend/pg_types.hpp"
+#include "protocol/messages.hpp"
 #include "protocol/utf8.hpp"
 
 namespace binds::backend::pg {
@@ -32,24 +31,6 @@ void pack_text(Packer& pk, std::string_view s) {
   pk.pack_str_body(s.data(), static_cast<std::uint32_t>(s.size()));
 }
 
-// Always float 64 (msgpack-c's pack_double would write 1.0 as an integer).
-void pack_float64(std::string& out, double d) {
-  std::uint64_t bits;
-  std::memcpy(&bits, &d, sizeof bits);
-  out.push_back(static_cast<char>(0xcb));
-  for (int k = 0; k < 8; ++k) out.push_back(static_cast<char>(bits >> (56 - 8 * k)));
-}
-
-std::optional<double> float_of(std::string_view s) {
-  if (s == "NaN") return std::numeric_limits<double>::quiet_NaN();
-  if (s == "Infinity") return std::numeric_limits<double>::infinity();
-  if (s == "-Infinity") return -std::numeric_limits<double>::infinity();
-  double d = 0;
-  auto res = std::from_chars(s.data(), s.data() + s.size(), d);
-  if (res.ec != std::errc() || res.ptr != s.data() + s.size()) return std::nullopt;
-  return d;
-}
-
 void pack_element(std::string& out, std::string_view s, Type element) {
   Sink sink{out};
   Packer pk(sink);
@@ -65,8 +46,10 @@ void pack_element(std::string& out, std::string_view s, Type element) {
       break;
     }
     case Type::float64:
-      if (auto d = float_of(s)) {
-        pack_float64(out, *d);
+      if (auto d = parse_pg_float(s)) {
+        char buf[9];
+        protocol::write_float64(*d, buf);
+        out.append(buf, sizeof buf);
         return;
       }
       break;

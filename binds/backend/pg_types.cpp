@@ -86,13 +86,8 @@ ValueView parse_int(std::string_view s) {
 }
 
 ValueView parse_float(std::string_view s) {
-  if (s == "NaN") return ValueView::float64(std::numeric_limits<double>::quiet_NaN());
-  if (s == "Infinity") return ValueView::float64(std::numeric_limits<double>::infinity());
-  if (s == "-Infinity") return ValueView::float64(-std::numeric_limits<double>::infinity());
-  double d = 0;
-  auto res = std::from_chars(s.data(), s.data() + s.size(), d);
-  if (res.ec != std::errc() || res.ptr != s.data() + s.size()) return ValueView::text(s);
-  return ValueView::float64(d);
+  const auto d = parse_pg_float(s);
+  return d ? ValueView::float64(*d) : ValueView::text(s);
 }
 
 }  // namespace
@@ -232,6 +227,16 @@ std::optional<std::span<const ValueView>> RowConverter::convert(
     }
   }
   return std::span<const ValueView>(values_.data(), n);
+}
+
+std::optional<double> parse_pg_float(std::string_view s) {
+  if (s == "NaN") return std::numeric_limits<double>::quiet_NaN();
+  if (s == "Infinity") return std::numeric_limits<double>::infinity();
+  if (s == "-Infinity") return -std::numeric_limits<double>::infinity();
+  double d = 0;
+  auto res = std::from_chars(s.data(), s.data() + s.size(), d);
+  if (res.ec != std::errc() || res.ptr != s.data() + s.size()) return std::nullopt;
+  return d;
 }
 
 std::size_t format_double(double d, char* out) {

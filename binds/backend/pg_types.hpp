@@ -72,6 +72,10 @@ class ParamEncoder {
   std::vector<std::string> arrays_;  // array literals, per parameter
 };
 
+// A float4/float8 in PostgreSQL's text output (NaN and the infinities spelled its way); nullopt
+// if the text is not one.
+std::optional<double> parse_pg_float(std::string_view s);
+
 // Shortest text that reads back as the same double; PostgreSQL's spellings of NaN and infinities.
 std::size_t format_double(double d, char* out /* >= 32 bytes */);
 
