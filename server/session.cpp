@@ -123,18 +123,16 @@ class NativeResponder final : public engine::Responder {
 };
 
 template <class Socket>
-struct Session {
+struct Session : std::enable_shared_from_this<Session<Socket>> {
   Session(Server& srv, Socket sock, std::shared_ptr<const RouteTable> rt)
       : server(srv),
         socket(std::move(sock)),
         limits(rt->config->limits),
         outbox(socket.get_executor(), limits.client_buffer),
         responder(outbox, limits, *info),
-        writer_done(socket.get_executor()),
         deadline(socket.get_executor()),
         frame_deadline(socket.get_executor()),
-        write_deadline(socket.get_executor()),
-        reader_wake(socket.get_executor()) {}
+        write_deadline(socket.get_executor()) {}
 
   Server& server;
   Socket socket;
@@ -147,15 +145,12 @@ struct Session {
   std::string peer;
   bool draining = false;    // server shutting down: finish what is in flight, then disconnect
   bool local_peer = false;  // Unix socket or loopback TCP: may run admin commands
-  bool writer_running = false;
   bool hello_done = false;
   std::string close_reason;
-  asio::steady_timer writer_done;
   asio::steady_timer deadline;        // handshake deadline, then the drain deadline at close
   asio::steady_timer frame_deadline;  // limits.read_timeout for a frame that has begun to arrive
   asio::steady_timer write_deadline;  // limits.write_timeout for each write to the client
   std::uint64_t write_epoch = 0;      // a write_deadline firing for an older write is stale
-  asio::steady_timer reader_wake;     // the reader waits on it while the outbox is full
   LogLimiter log_limit;
 
   // Strand only. Ends the connection after the replies already queued are written: the reader
@@ -204,7 +199,7 @@ template <class Socket>
 asio::awaitable<void> run_writer(SessionPtr<Socket> s) {
   std::vector<std::string> frames;
   std::vector<asio::const_buffer> bufs, rest;
-  while (co_await s->outbox.take(frames)) {
+  while (s->outbox.take(frames)) {
     bufs.clear();
     std::size_t total = 0;
     for (auto& f : frames) {
@@ -239,17 +234,14 @@ asio::awaitable<void> run_writer(SessionPtr<Socket> s) {
       s->write_deadline.cancel();
       done += n;
     }
-    s->outbox.written(frames.size(), total);
-    s->reader_wake.cancel();  // the reader may be waiting for room in the outbox
+    s->outbox.written(frames.size(), total);  // wakes whoever waits for room, the reader too
     if (ec) {
       s->outbox.abort();
       s->close("write failed: " + ec.message());
       break;
     }
   }
-  s->writer_running = false;
-  s->writer_done.cancel();
-  s->reader_wake.cancel();
+  s->outbox.writer_ended();
 }
 
 template <class Socket>
@@ -419,11 +411,7 @@ asio::awaitable<std::string> read_loop(const SessionPtr<Socket>& s) {
   for (;;) {
     // Backpressure: while the client's unread replies fill its buffer, take no more requests from
     // it. The writer wakes us as it drains; write_timeout cuts a client that never reads.
-    while (s->outbox.full() && s->writer_running && s->close_reason.empty()) {
-      s->reader_wake.expires_at(asio::steady_timer::time_point::max());
-      boost::system::error_code wec;
-      co_await s->reader_wake.async_wait(asio::redirect_error(asio::use_awaitable, wec));
-    }
+    if (s->outbox.full() && s->close_reason.empty()) co_await s->outbox.room();
     if (!s->close_reason.empty()) co_return s->close_reason;
     boost::system::error_code ec;
     co_await s->socket.async_wait(Socket::wait_read, asio::redirect_error(asio::use_awaitable, ec));
@@ -477,8 +465,10 @@ asio::awaitable<void> session_main(Server& server, Socket socket, std::string pe
   auto ex = s->socket.get_executor();
   s->info->peer = s->peer;
   s->id = server.add_session(
-      [s, ex](bool hard) {
-        asio::post(ex, [s, hard] {
+      // Only `s` captured (not the executor too): these live as long as the client, 10,000 idle
+      // clients hold 10,000 of each.
+      [s](bool hard) {
+        asio::post(s->socket.get_executor(), [s, hard] {
           if (hard) {
             s->outbox.close();
             s->close("server shutting down (grace period over)");
@@ -489,8 +479,8 @@ asio::awaitable<void> session_main(Server& server, Socket socket, std::string pe
         });
       },
       s->info,
-      [s, ex](std::shared_ptr<Pool> pool, std::string reason) {
-        asio::post(ex, [s, pool = std::move(pool), reason = std::move(reason)] {
+      [s](std::shared_ptr<Pool> pool, std::string reason) {
+        asio::post(s->socket.get_executor(), [s, pool = std::move(pool), reason = std::move(reason)] {
           if (s->engine) s->engine->end_transactions(pool, reason);
         });
       });
@@ -510,9 +500,12 @@ asio::awaitable<void> session_main(Server& server, Socket socket, std::string pe
     boost::system::error_code nec;
     s->socket.non_blocking(true, nec);
   }
-  s->writer_running = true;
-  s->writer_done.expires_at(asio::steady_timer::time_point::max());
-  asio::co_spawn(ex, run_writer(s), asio::detached);
+  // The writer runs while there are frames to write (Outbox), started by the first of them.
+  // A plain pointer keeps the callback inside std::function's own storage; the outbox is the
+  // session's, so the session is alive whenever it calls.
+  s->outbox.on_start_writer([raw = s.get()] {
+    asio::co_spawn(raw->socket.get_executor(), run_writer(raw->shared_from_this()), asio::detached);
+  });
 
   s->deadline.expires_after(kHandshakeTimeout);
   s->deadline.async_wait([s](boost::system::error_code ec) {
@@ -537,10 +530,7 @@ asio::awaitable<void> session_main(Server& server, Socket socket, std::string pe
   // Stop what runs (a client that left wants nothing more from it), roll back, return connections.
   co_await s->engine->close();
   s->outbox.close();
-  while (s->writer_running) {
-    boost::system::error_code ec;
-    co_await s->writer_done.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-  }
+  co_await s->outbox.writer_stopped();
   s->deadline.cancel();
   boost::system::error_code ec;
   s->socket.shutdown(Socket::shutdown_both, ec);
