@@ -11,7 +11,7 @@ build_pkgs=(
   libboost1.74-dev libboost-system1.74-dev
   libpq-dev libssl-dev libmariadb-dev libsqlite3-dev
   libspdlog-dev libfmt-dev libyaml-cpp-dev libmsgpack-cxx-dev
-  libsystemd-dev
+  libsystemd-dev libmimalloc-dev
 )
 test_pkgs=(
   libgtest-dev libgmock-dev libbenchmark-dev

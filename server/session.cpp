@@ -187,8 +187,24 @@ struct Session : std::enable_shared_from_this<Session<Socket>> {
     outbox.push(protocol::encode_complete(req_id, done));
   }
   void refresh_info() {
+    if (!engine) return;
     info->in_flight = engine->in_flight();
     info->pinned = engine->pinned();
+  }
+
+  // The engine's side of the client, made at its first request: a client that connects and waits
+  // (an application's pool kept warm) costs no lanes, timers or callbacks until it asks for work.
+  engine::ClientSession& requests() {
+    if (!engine) {
+      engine = std::make_shared<engine::ClientSession>(server.engine(), socket.get_executor(), responder, id, limits);
+      engine->on_idle([w = this->weak_from_this()] {
+        auto s = w.lock();
+        if (!s) return;
+        s->refresh_info();
+        if (s->draining) s->finish("server shutting down");
+      });
+    }
+    return *engine;
   }
 };
 
@@ -251,7 +267,7 @@ void submit(const SessionPtr<Socket>& s, engine::Request r) {
     s->send_error(r.id, ErrorCode::shutting_down, "the server is shutting down");
     return;
   }
-  s->engine->submit(std::move(r));
+  s->requests().submit(std::move(r));
   s->refresh_info();
 }
 
@@ -340,7 +356,7 @@ std::string handle_frame(const SessionPtr<Socket>& s, FrameDecoder& dec, const F
         break;
       }
       // Answered at once, without waiting behind other requests (PROTOCOL.md §6.6).
-      const bool found = s->engine->cancel(target);
+      const bool found = s->engine && s->engine->cancel(target);
       s->send_complete(id, found ? 1 : 0);
       s->refresh_info();
       break;
@@ -462,7 +478,6 @@ asio::awaitable<void> session_main(Server& server, Socket socket, std::string pe
   auto s = std::make_shared<Session<Socket>>(server, std::move(socket), server.routes());
   s->peer = std::move(peer);
   s->local_peer = local;
-  auto ex = s->socket.get_executor();
   s->info->peer = s->peer;
   s->id = server.add_session(
       // Only `s` captured (not the executor too): these live as long as the client, 10,000 idle
@@ -484,13 +499,6 @@ asio::awaitable<void> session_main(Server& server, Socket socket, std::string pe
           if (s->engine) s->engine->end_transactions(pool, reason);
         });
       });
-  s->engine = std::make_shared<engine::ClientSession>(server.engine(), ex, s->responder, s->id, s->limits);
-  s->engine->on_idle([w = std::weak_ptr<Session<Socket>>(s)] {
-    auto s = w.lock();
-    if (!s) return;
-    s->refresh_info();
-    if (s->draining) s->finish("server shutting down");
-  });
   server.counters().clients_total++;
   server.counters().clients_now++;
   spdlog::info("client #{} connected from {}", s->id, s->peer);
@@ -528,14 +536,14 @@ asio::awaitable<void> session_main(Server& server, Socket socket, std::string pe
     if (!ec) s->close("did not read its last replies");
   });
   // Stop what runs (a client that left wants nothing more from it), roll back, return connections.
-  co_await s->engine->close();
+  if (s->engine) co_await s->engine->close();
   s->outbox.close();
   co_await s->outbox.writer_stopped();
   s->deadline.cancel();
   boost::system::error_code ec;
   s->socket.shutdown(Socket::shutdown_both, ec);
   s->socket.close(ec);
-  s->engine->on_idle(nullptr);
+  if (s->engine) s->engine->on_idle(nullptr);
   server.counters().clients_now--;
   server.remove_session(s->id);
   spdlog::info("client #{} disconnected: {}", s->id, reason);
