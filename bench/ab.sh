@@ -6,16 +6,17 @@
 # and the medians of qps and of the daemon's CPU per query (utime+stime from /proc) are compared.
 #
 #   scripts/testdb.sh start /tmp/bt && . /tmp/bt/env
-#   bench/ab.sh [--rounds N] [--conns N] [--bind pg|my] [--duration S] \
+#   bench/ab.sh [--rounds N] [--conns N] [--depth N] [--bind pg|my] [--duration S] \
 #     "A: [VAR=value ...] /path/to/bindsd" "B: [VAR=value ...] /path/to/bindsd"
 # e.g. bench/ab.sh "/tmp/old/bindsd" "build-test/server/bindsd"
 #      bench/ab.sh "build-test/server/bindsd" "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libmimalloc.so.2 build-test/server/bindsd"
 set -euo pipefail
-rounds=5 conns=16 bind=pg duration=3
+rounds=5 conns=16 depth=1 bind=pg duration=3
 while [[ $# -gt 2 ]]; do
   case $1 in
     --rounds) rounds=$2 ;;
     --conns) conns=$2 ;;
+    --depth) depth=$2 ;;
     --bind) bind=$2 ;;
     --duration) duration=$2 ;;
     *) echo "ab.sh: unknown option $1" >&2; exit 2 ;;
@@ -66,7 +67,7 @@ for ((r = 1; r <= rounds; r++)); do
   for x in $order; do
     if [[ $x == a ]]; then port=$port_a pid=$pid_a; else port=$port_b pid=$pid_b; fi
     c0=$(cpu_ticks "$pid")
-    out=$("$loadgen" --mode binds --addr "tcp:127.0.0.1:$port" --bind "$bind" --conns "$conns" \
+    out=$("$loadgen" --mode binds --addr "tcp:127.0.0.1:$port" --bind "$bind" --conns "$conns" --depth "$depth" \
       --duration "$duration" --warmup 0)
     c1=$(cpu_ticks "$pid")
     qps=$(grep -o '"qps":[0-9.]*' <<<"$out" | cut -d: -f2)

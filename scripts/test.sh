@@ -50,7 +50,9 @@ if [[ $quick == 0 ]]; then
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DBINDS_SANITIZE=ON >/dev/null
   cmake --build build-asan -j"$jobs"
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-  run_suite build-asan
+  # bindsd runs one I/O thread by default; the sanitizer pass runs the C++ integration tests with
+  # two, so sessions on strands across threads stay covered too.
+  BINDS_TEST_BINDSD_ARGS="--threads 2" run_suite build-asan
 fi
 
 if [[ $quick == 0 ]]; then

@@ -31,7 +31,8 @@ constexpr const char* kUsage = R"(usage: bindsd [options]
   --listen ADDR         override listen addresses; ADDR is tcp:HOST:PORT or unix:PATH
                         (repeatable; replaces the file's listen section; "tcp:" or "unix:" alone disables one)
   --log-level LEVEL     trace, debug, info (default), warn, error
-  --threads N           I/O threads (default 2)
+  --threads N           I/O threads (default 1: one event loop, like PgBouncer; more only when
+                        bindsd itself needs more than one core)
   --version             print the version
   --help                this text
 )";
@@ -132,7 +133,7 @@ int main(int argc, char** argv) {
   bool check_only = false;
   std::vector<std::string> listens;
   std::string log_level = "info";
-  int threads = 2;
+  int threads = 1;
 
   std::vector<std::string> args(argv + 1, argv + argc);
   for (std::size_t i = 0; i < args.size(); ++i) {

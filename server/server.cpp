@@ -26,7 +26,12 @@ void log_exception(std::exception_ptr e, const char* what) {
 }  // namespace
 
 Server::Server(std::shared_ptr<const Config> config, int threads, ConfigLoader loader)
-    : threads_(std::max(1, threads)), loader_(std::move(loader)), stop_timer_(io_) {
+    // Hint 1: one thread runs the handlers (others only post), so the scheduler may skip work
+    // it needs to share its queue between runners.
+    : io_(threads <= 1 ? 1 : BOOST_ASIO_CONCURRENCY_HINT_DEFAULT),
+      threads_(std::max(1, threads)),
+      loader_(std::move(loader)),
+      stop_timer_(io_) {
   auto rt = std::make_shared<RouteTable>();
   rt->config = config;
   for (const auto& [key, bind] : config->binds) rt->pools[key] = engine::make_pool(io_.get_executor(), bind);
@@ -114,7 +119,11 @@ static asio::awaitable<void> refuse_client(Socket socket, std::uint32_t max_clie
 template <class Acceptor>
 static asio::awaitable<void> accept_loop(Server& server, Acceptor& acceptor, std::atomic<bool>& stopping) {
   while (!stopping) {
-    auto strand = asio::make_strand(server.io());
+    // One I/O thread runs every handler in turn: a strand would only add its queue, its lock and
+    // a heap copy of itself in every pending operation (Asio's type-erased executor cannot hold a
+    // strand inline).
+    asio::any_io_executor strand = server.threads() == 1 ? asio::any_io_executor(server.io().get_executor())
+                                                         : asio::any_io_executor(asio::make_strand(server.io()));
     boost::system::error_code ec;
     auto sock = co_await acceptor.async_accept(strand, asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {

@@ -73,6 +73,7 @@ class Server {
   // The TCP port actually bound (useful when the config asked for port 0). 0 if none.
   unsigned short tcp_port() const { return tcp_port_; }
   asio::io_context& io() { return io_; }
+  int threads() const { return threads_; }
   // Threads for backend cancel requests: they block on the network (and on a hung backend), so
   // they get threads of their own, apart from both I/O threads and driver workers.
   asio::thread_pool& cancel_pool() { return cancel_pool_; }

@@ -118,8 +118,10 @@ class Daemon {
   void start(const std::string& extra_args = "") {
     // $BINDS_TEST_BINDSD runs the suite against another build (e.g. to show a test fails before a fix).
     std::string bin = env("BINDS_TEST_BINDSD").empty() ? std::string(BINDSD_PATH) : env("BINDS_TEST_BINDSD");
-    std::string cmd = "exec " + bin + " --config " + config_.string() +
-                      " --log-level debug " + extra_args + " >>" + log_.string() + " 2>&1";
+    // $BINDS_TEST_BINDSD_ARGS adds options to every daemon: scripts/test.sh runs the sanitizer pass
+    // with --threads 2, so the multi-threaded path (strands) is exercised as well as the default.
+    std::string cmd = "exec " + bin + " --config " + config_.string() + " --log-level debug " +
+                      env("BINDS_TEST_BINDSD_ARGS") + " " + extra_args + " >>" + log_.string() + " 2>&1";
     pid_ = fork();
     if (pid_ == 0) {
       execl("/bin/sh", "sh", "-c", cmd.c_str(), nullptr);
