@@ -11,15 +11,13 @@ include(CMakePackageConfigHelpers)
 # One maintainer for the control files, debian/changelog and debian/copyright (deb_test.sh
 # checks they agree). A placeholder address until the project has a real list.
 set(BINDS_MAINTAINER "binds maintainers <binds-maintainers@example.org>")
-# The Debian revision comes from the changelog's first entry, whose upstream part must be ours.
-file(STRINGS deploy/debian/changelog BINDS_CHANGELOG_TOP LIMIT_COUNT 1)
-if(NOT BINDS_CHANGELOG_TOP MATCHES "^binds \\(([^-)]+)-([^)]+)\\)")
-  message(FATAL_ERROR "deploy/debian/changelog: first line is not 'binds (VERSION-REVISION) ...'")
-endif()
-if(NOT CMAKE_MATCH_1 STREQUAL PROJECT_VERSION)
-  message(FATAL_ERROR "deploy/debian/changelog is at ${CMAKE_MATCH_1}, the project at ${PROJECT_VERSION}: add an entry")
-endif()
-set(BINDS_DEB_RELEASE ${CMAKE_MATCH_2})
+include(${CMAKE_CURRENT_LIST_DIR}/package_version.cmake)
+set(BINDS_CHANGELOG ${PROJECT_SOURCE_DIR}/deploy/debian/changelog)
+set(BINDS_PYPROJECT ${PROJECT_SOURCE_DIR}/client/python/pyproject.toml)
+# Editing either file re-runs the checks.
+set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${BINDS_CHANGELOG} ${BINDS_PYPROJECT})
+binds_deb_revision(${BINDS_CHANGELOG} ${PROJECT_VERSION} BINDS_DEB_RELEASE)
+binds_check_python_version(${BINDS_PYPROJECT} ${PROJECT_VERSION})
 # Debian's multiarch library folder, as dh uses, whatever CMAKE_INSTALL_PREFIX the tree has.
 if(CMAKE_LIBRARY_ARCHITECTURE)
   set(BINDS_INSTALL_LIBDIR "lib/${CMAKE_LIBRARY_ARCHITECTURE}")
@@ -51,12 +49,6 @@ foreach(page IN LISTS BINDS_MAN_PAGES)
   binds_gzip(${PROJECT_SOURCE_DIR}/deploy/man/${page} ${BINDS_DEB_OUT}/man/${page}.gz)
 endforeach()
 
-# The Python driver's version lives in pyproject.toml; the package must carry the same one.
-file(STRINGS ${PROJECT_SOURCE_DIR}/client/python/pyproject.toml BINDS_PY_VERSION REGEX "^version = ")
-string(REGEX REPLACE "^version = \"([^\"]*)\".*" "\\1" BINDS_PY_VERSION "${BINDS_PY_VERSION}")
-if(NOT BINDS_PY_VERSION STREQUAL PROJECT_VERSION)
-  message(FATAL_ERROR "client/python/pyproject.toml has version ${BINDS_PY_VERSION}, the project ${PROJECT_VERSION}")
-endif()
 # setuptools writes the metadata (entry points register the SQLAlchemy dialects) from pyproject.toml,
 # the way Debian's own Python packages ship a .egg-info next to the module.
 set(BINDS_EGG_INFO ${BINDS_DEB_OUT}/python/binds.egg-info)
@@ -97,7 +89,7 @@ install(DIRECTORY client/python/binds DESTINATION lib/python3/dist-packages
   FILE_PERMISSIONS ${BINDS_FILE_PERMISSIONS} COMPONENT python
   FILES_MATCHING PATTERN "*.py" PATTERN __pycache__ EXCLUDE)
 # SOURCES.txt lists the build's source paths: meaningless on the target.
-install(DIRECTORY ${BINDS_EGG_INFO}/ DESTINATION lib/python3/dist-packages/binds-${BINDS_PY_VERSION}.egg-info
+install(DIRECTORY ${BINDS_EGG_INFO}/ DESTINATION lib/python3/dist-packages/binds-${PROJECT_VERSION}.egg-info
   FILE_PERMISSIONS ${BINDS_FILE_PERMISSIONS} COMPONENT python
   PATTERN SOURCES.txt EXCLUDE)
 binds_package_docs(python python3-binds)
