@@ -7,7 +7,8 @@
 set -euo pipefail
 build=$1 src=$2
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+bindsd_pid=
+trap '[[ -z $bindsd_pid ]] || kill "$bindsd_pid" 2>/dev/null; rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 etc_existed=0
@@ -42,7 +43,8 @@ dev=$tmp/pkg/libbinds-dev_${version}_$arch.deb
 for d in "$server" "$python" "$dev"; do
   [[ -f $d ]] || fail "expected $(basename "$d") (version from deploy/debian/changelog), got: $(ls "$tmp/pkg")"
 done
-[[ $(ls "$tmp/pkg"/*.deb | wc -l) -eq 3 ]] || fail "expected three packages, got: $(ls "$tmp/pkg")"
+debs=("$tmp/pkg"/*.deb)
+[[ ${#debs[@]} -eq 3 ]] || fail "expected three packages, got: ${debs[*]}"
 echo "ok: built $(cd "$tmp/pkg" && echo *.deb)"
 
 # Lintian: no errors. Its warnings and notes are listed (deploy/README.md says which remain, why).
@@ -152,6 +154,14 @@ run postrm purge
 have "deb-systemd-helper purge bindsd.service"
 echo "ok: maintainer scripts (systemd running: $systemd_running)"
 
+# The packaged daemon, serving an in-memory SQLite bind, for the packaged clients below.
+mkdir "$tmp/live"
+printf 'listen:\n  unix: %s\nbinds:\n  main: "sqlite://"\n' "$tmp/live/bindsd.sock" >"$tmp/live/binds.yaml"
+"$tmp/root-bindsd/usr/bin/bindsd" --config "$tmp/live/binds.yaml" >"$tmp/live/log" 2>&1 &
+bindsd_pid=$!
+for _ in $(seq 100); do [[ -S $tmp/live/bindsd.sock ]] && break; sleep 0.1; done
+[[ -S $tmp/live/bindsd.sock ]] || { cat "$tmp/live/log"; fail "the packaged bindsd did not start"; }
+
 # --- python3-binds
 deb=$python root=$tmp/root-python3-binds
 site=$root/usr/lib/python3/dist-packages
@@ -172,11 +182,12 @@ while read -r req; do
   grep -qE "(^|, )python3-${req,,}( |,|$)" <<<"$depends" || fail "python3-binds: Depends lacks python3-${req,,}: $depends"
 done <"$tmp/py-requires"
 # Imported from the package's tree, not from the source or another install: version, entry points
-# (SQLAlchemy finds the dialects through them) and a clear error for an address nobody listens on.
-PYTHONPATH=$site /usr/bin/python3 -s - "$site" "${version%-*}" "$tmp/nowhere.sock" <<'PY' || fail "python3-binds does not work from its Debian layout"
+# (SQLAlchemy finds the dialects through them), a clear error for an address nobody listens on,
+# and a query through the packaged bindsd.
+PYTHONPATH=$site /usr/bin/python3 -s - "$site" "${version%-*}" "$tmp/nowhere.sock" "$tmp/live/bindsd.sock" <<'PY' ||
 import importlib.metadata as md
 import sys
-site, version, sock = sys.argv[1:4]
+site, version, sock, live = sys.argv[1:5]
 import binds
 assert binds.__file__.startswith(site + "/"), binds.__file__
 dist = md.distribution("binds")
@@ -193,7 +204,13 @@ try:
 except binds.Error as e:
     assert sock in str(e), str(e)
     print("  python3-binds: " + str(e))
+conn = binds.connect(unix_socket=live)
+cur = conn.cursor()
+cur.execute("SELECT 40 + 2")
+assert cur.fetchone()[0] == 42
+conn.close()
 PY
+  fail "python3-binds does not work from its Debian layout"
 echo "ok: python3-binds (Depends: $depends)"
 
 # --- libbinds-dev
@@ -207,7 +224,7 @@ if grep -vE "^/usr/(include/binds/(client|protocol)|lib/$multiarch(|/cmake/binds
 fi
 flags=(-std=c++20)
 # An instrumented library needs an instrumented program (the ASan build tree packages one).
-[[ $sanitize == ON ]] && flags+=(-fsanitize=address,undefined)
+[[ $sanitize == ON ]] && flags+=("-fsanitize=address,undefined")
 inc=$root/usr/include/binds
 # Each header compiles on its own: the package ships every header the API needs. client.hpp is
 # the consumer's first include below, which checks it (with Boost.Asio, the slow one) on the way.
@@ -224,11 +241,12 @@ int main(int argc, char** argv) {
   if (argc != 2) return 2;
   try {
     auto client = binds::client::Client::connect(argv[1], "libbinds-dev-test");
-    std::cout << "connected to " << argv[1] << "\n";
-    return 3;
+    const auto result = client.query("SELECT 40 + 2");
+    std::cout << "answer: " << std::get<std::int64_t>(result.rows.at(0).at(0)) << "\n";
+    return 0;
   } catch (const std::exception& e) {
     std::cout << "error: " << e.what() << "\n";
-    return 0;
+    return 1;
   }
 }
 CPP
@@ -240,10 +258,12 @@ find_package(binds 0.1 CONFIG REQUIRED)
 add_executable(consumer consumer.cpp)
 target_link_libraries(consumer PRIVATE binds::client)
 CMAKE
-cmake -S "$tmp/consumer" -B "$tmp/consumer/build" -DCMAKE_PREFIX_PATH="$root/usr" \
-  -DCMAKE_CXX_FLAGS="${flags[*]:1}" -DCMAKE_EXE_LINKER_FLAGS="${flags[*]:1}" >"$tmp/consumer.log" 2>&1 &&
-  cmake --build "$tmp/consumer/build" >>"$tmp/consumer.log" 2>&1 ||
-  { cat "$tmp/consumer.log"; fail "libbinds-dev: a CMake consumer (find_package(binds)) does not build"; }
+if ! { cmake -S "$tmp/consumer" -B "$tmp/consumer/build" -DCMAKE_PREFIX_PATH="$root/usr" \
+    -DCMAKE_CXX_FLAGS="${flags[*]:1}" -DCMAKE_EXE_LINKER_FLAGS="${flags[*]:1}" >"$tmp/consumer.log" 2>&1 &&
+    cmake --build "$tmp/consumer/build" >>"$tmp/consumer.log" 2>&1; }; then
+  cat "$tmp/consumer.log"
+  fail "libbinds-dev: a CMake consumer (find_package(binds)) does not build"
+fi
 grep -qx "binds_DIR:PATH=$root/usr/lib/$multiarch/cmake/binds" "$tmp/consumer/build/CMakeCache.txt" ||
   fail "libbinds-dev: find_package found another binds: $(grep '^binds_DIR' "$tmp/consumer/build/CMakeCache.txt")"
 pc() { PKG_CONFIG_SYSROOT_DIR=$root PKG_CONFIG_LIBDIR=$root/usr/lib/$multiarch/pkgconfig pkg-config "$@" binds; }
@@ -252,7 +272,8 @@ pc() { PKG_CONFIG_SYSROOT_DIR=$root PKG_CONFIG_LIBDIR=$root/usr/lib/$multiarch/p
 g++ "${flags[@]}" "$tmp/consumer/consumer.cpp" -o "$tmp/consumer/consumer-pc" $(pc --cflags --libs) ||
   fail "libbinds-dev: a pkg-config consumer does not build"
 for exe in "$tmp/consumer/build/consumer" "$tmp/consumer/consumer-pc"; do
-  out=$("$exe" "$tmp/nowhere.sock") || fail "$exe: exit $? ($out)"
+  out=$("$exe" "$tmp/nowhere.sock") && fail "$exe: exit 0 without a daemon ($out)"
   [[ $out == "error: cannot connect to bindsd at unix:$tmp/nowhere.sock: "* ]] || fail "$exe: $out"
+  [[ $("$exe" "$tmp/live/bindsd.sock") == "answer: 42" ]] || fail "$exe: no answer from the packaged bindsd"
 done
-echo "ok: libbinds-dev: headers compile alone; CMake and pkg-config consumers build and run ($out)"
+echo "ok: libbinds-dev: headers compile alone; CMake and pkg-config consumers build, report a missing daemon ($out) and query the packaged one"
