@@ -46,14 +46,28 @@ def check_renders(page):
     return text
 
 
-def tags(text):
-    """The terms of the page's .TP paragraphs (lines indented 7 columns, first word) and its .SS
-    headings (3 columns)."""
+def roff_text(line):
+    """The words a man(7) font macro line prints: .BI a b -> "ab", .B a b -> "a b"."""
+    m = re.match(r"^\.(B|I|SM|SB|BI|IB|BR|RB|IR|RI|SS)(?:\s+(.*))?$", line)
+    if not m:
+        return line
+    args = [a[1:-1] if a.startswith('"') else a for a in re.findall(r'"[^"]*"|\S+', m.group(2) or "")]
+    text = " ".join(args) if m.group(1) in ("B", "I", "SM", "SB", "SS") else "".join(args)
+    return re.sub(r"\\f[BIRP]|\\&|\\c$", "", text).replace("\\-", "-").replace("\\e", "\\")
+
+
+def terms(source):
+    """The first word of each .TP paragraph's tag and of each .SS heading of a page's source."""
     out = set()
-    for line in text.splitlines():
-        m = re.match(r"^(?: {3}| {7})(\S+)", line)
-        if m:
-            out.add(m.group(1).rstrip(","))
+    lines = open(source).read().splitlines()
+    for i, line in enumerate(lines):
+        term = None
+        if line.startswith(".SS "):
+            term = roff_text(line)
+        elif line.strip() == ".TP" and i + 1 < len(lines):
+            term = roff_text(lines[i + 1])
+        if term and term.split():
+            out.add(term.split()[0].rstrip(","))
     return out
 
 
@@ -118,13 +132,14 @@ def main():
     bindsd, binds_cli, src = sys.argv[1:4]
     man = os.path.join(src, "deploy", "man")
     pages = {p: check_renders(os.path.join(man, p)) for p in ("bindsd.8", "binds.1", "binds.yaml.5")}
+    tags = {p: terms(os.path.join(man, p)) for p in pages}
     print("ok: the three pages render without warnings and have a NAME line")
 
     # Option lines of bindsd's usage text start with the option: "  --config PATH  ...".
     opts = re.findall(r"^\s+(--[a-z][a-z-]*)", help_text(bindsd), re.M)
     if len(opts) < 5:
         fail(f"found only {opts} in bindsd --help")
-    documented = tags(pages["bindsd.8"])
+    documented = tags["bindsd.8"]
     missing = [o for o in opts if o not in documented]
     if missing:
         fail(f"bindsd(8) has no OPTIONS entry for {missing} (bindsd --help has them)")
@@ -143,7 +158,7 @@ def main():
             synopsis = re.sub(r"\[[^]]*\]", " ", re.split(r"\s{2,}", line.strip(), maxsplit=1)[0])
             commands.update(w for w in re.split(r"[\s|]+", synopsis) if re.fullmatch(r"[a-z]+", w))
     missing = sorted({o for o in opts if not re.search(r"(^|[\s\[(])" + re.escape(o) + r"\b", text, re.M)})
-    missing += sorted(c for c in commands if c not in tags(text))
+    missing += sorted(c for c in commands if c not in tags["binds.1"])
     if missing or len(commands) < 5 or len(opts) < 3:
         fail(f"binds(1) lacks {missing} (commands found in binds --help: {sorted(commands)})")
     print(f"ok: binds(1) documents the {len(opts)} options and {len(commands)} commands of binds --help:",
@@ -153,7 +168,7 @@ def main():
         keys = config_keys(bindsd, tmp)
     if len(keys) < 10 or "binds.KEY.pool.max" not in keys:
         fail(f"the config probe found only {keys}")
-    documented = tags(pages["binds.yaml.5"])
+    documented = tags["binds.yaml.5"]
     missing = [k for k in keys if k not in documented]
     if missing:
         fail(f"binds.yaml(5) has no entry for {missing} (the config parser accepts them)")
