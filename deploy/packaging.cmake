@@ -180,6 +180,9 @@ set(CPACK_DEBIAN_PYTHON_PACKAGE_SECTION python)
 set(CPACK_DEBIAN_PYTHON_PACKAGE_ARCHITECTURE all)
 set(CPACK_DEBIAN_PYTHON_PACKAGE_DEPENDS "python3:any (>= 3.9~), python3-msgpack (>= 1.0)")
 set(CPACK_DEBIAN_PYTHON_PACKAGE_SUGGESTS "python3-sqlalchemy, bindsd")
+set(CPACK_DEBIAN_PYTHON_PACKAGE_CONTROL_EXTRA
+  ${PROJECT_SOURCE_DIR}/deploy/debian/python3-binds/postinst
+  ${PROJECT_SOURCE_DIR}/deploy/debian/python3-binds/prerm)
 set(CPACK_DEBIAN_PYTHON_DESCRIPTION "Python DB-API driver and SQLAlchemy dialects for bindsd
 A pure-Python DB-API 2.0 driver for the bindsd query broker, with
 psycopg2-style error classes and a pipelined executemany, and SQLAlchemy

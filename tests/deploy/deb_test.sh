@@ -128,13 +128,14 @@ echo "ok: conffiles, scripts, packaged config validates"
 # Maintainer scripts against stubs that log their arguments: what they would run on a host
 # without systemd running (a chroot or an image build), where /run/systemd/system is absent.
 mkdir -p "$tmp/stubs"
-for c in adduser addgroup deb-systemd-helper deb-systemd-invoke systemctl; do
+for c in adduser addgroup deb-systemd-helper deb-systemd-invoke systemctl py3compile py3clean; do
   printf '#!/bin/sh\necho "%s $*" >>"%s"\n' "$c" "$tmp/calls" >"$tmp/stubs/$c"
   chmod +x "$tmp/stubs/$c"
 done
 # No binds user yet; deb-systemd-helper was-enabled is true on a first install (stub exits 0).
 printf '#!/bin/sh\nexit 2\n' >"$tmp/stubs/getent" && chmod +x "$tmp/stubs/getent"
-run() { : >"$tmp/calls"; PATH="$tmp/stubs:$PATH" sh "$tmp/control/$1" "${@:2}" || fail "$1 $* failed"; }
+ctl=$tmp/control
+run() { : >"$tmp/calls"; PATH="$tmp/stubs:$PATH" sh "$ctl/$1" "${@:2}" || fail "$1 $* failed"; }
 have() { grep -qxF -- "$1" "$tmp/calls" || { cat "$tmp/calls"; fail "expected call: $1"; }; }
 lacks() { ! grep -q -- "$1" "$tmp/calls" || { cat "$tmp/calls"; fail "unexpected call: $1"; }; }
 systemd_running=0
@@ -173,6 +174,17 @@ fi
 (cd "$src/client/python/binds" && ls -- *.py) >"$tmp/py-src"
 (cd "$site/binds" && ls) >"$tmp/py-pkg"
 diff "$tmp/py-src" "$tmp/py-pkg" || fail "python3-binds: binds/ differs from client/python/binds/*.py"
+# Byte-compiling at install and cleaning up at removal, as dh_python3's scripts do.
+dpkg-deb -e "$deb" "$tmp/control-py"
+ctl=$tmp/control-py
+for s in postinst prerm; do
+  [[ -x $ctl/$s ]] || fail "python3-binds: $s is missing or not executable"
+  shellcheck -s sh "$ctl/$s" || fail "python3-binds: $s: shellcheck"
+done
+run postinst configure
+have "py3compile -p python3-binds"
+run prerm remove
+have "py3clean -p python3-binds"
 # Every runtime requirement of the egg-info (msgpack>=1.0) is a python3-NAME in Depends.
 depends=$(dpkg-deb -f "$deb" Depends)
 grep -qE '(^|, )python3(:any)? ' <<<"$depends" || fail "python3-binds: Depends lacks python3: $depends"
