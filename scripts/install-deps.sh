@@ -12,6 +12,7 @@ build_pkgs=(
   libpq-dev libssl-dev libmariadb-dev libsqlite3-dev
   libspdlog-dev libfmt-dev libyaml-cpp-dev libmsgpack-cxx-dev
   libsystemd-dev libmimalloc-dev
+  python3-setuptools  # python3-binds' .egg-info (deploy/packaging.cmake)
 )
 test_pkgs=(
   libgtest-dev libgmock-dev libbenchmark-dev
@@ -19,6 +20,7 @@ test_pkgs=(
   python3-msgpack python3-pytest python3-sqlalchemy python3-flask-sqlalchemy
   python3-psycopg2 python3-pymysql
   python3-venv python3-pip sqlite3 procps systemd openssl
+  lintian  # tests/deploy/deb_test.sh
 )
 
 pkgs=("${build_pkgs[@]}")
