@@ -1,5 +1,8 @@
 // bindsd: the binds daemon.
 
+#ifdef BINDS_WITH_MIMALLOC
+#include <mimalloc.h>
+#endif
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
@@ -209,6 +212,9 @@ int main(int argc, char** argv) {
 
   try {
     binds::server::Server server(config, threads, loader);
+#ifdef BINDS_WITH_MIMALLOC
+    server.set_memory_release([] { mi_collect(true); });
+#endif
     notify::Heartbeat heartbeat(server);
     // One strand for both signal sets: the stop handler cancels the SIGHUP wait, and Asio objects
     // must not be used from two threads at once.

@@ -197,7 +197,10 @@ asio::awaitable<void> Server::trim_memory() {
     co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (stopping_) break;
     const std::int64_t now = counters_.clients_now.load();
-    if (now < last) malloc_trim(0);
+    if (now < last) {
+      malloc_trim(0);
+      if (memory_release_) memory_release_();
+    }
     last = now;
   }
 }

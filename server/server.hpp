@@ -74,6 +74,10 @@ class Server {
   unsigned short tcp_port() const { return tcp_port_; }
   asio::io_context& io() { return io_; }
   int threads() const { return threads_; }
+  // Called with malloc_trim(0) once clients have left: bindsd's main() sets it to mimalloc's
+  // mi_collect when linked with mimalloc, which otherwise keeps freed pages until the thread
+  // allocates again (an idle daemon after a burst of clients would hold them).
+  void set_memory_release(void (*release)()) { memory_release_ = release; }
   // Threads for backend cancel requests: they block on the network (and on a hung backend), so
   // they get threads of their own, apart from both I/O threads and driver workers.
   asio::thread_pool& cancel_pool() { return cancel_pool_; }
@@ -114,6 +118,7 @@ class Server {
   asio::io_context io_;
   asio::thread_pool cancel_pool_{2};
   int threads_;
+  void (*memory_release_)() = nullptr;
   engine::Engine engine_{nullptr};
   ServerCounters counters_;
   unsigned short tcp_port_ = 0;

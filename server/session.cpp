@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <map>
 
 #include "binds/engine/engine.hpp"
@@ -150,6 +151,7 @@ struct Session : std::enable_shared_from_this<Session<Socket>> {
   asio::steady_timer deadline;        // handshake deadline, then the drain deadline at close
   asio::steady_timer frame_deadline;  // limits.read_timeout for a frame that has begun to arrive
   asio::steady_timer write_deadline;  // limits.write_timeout for each write to the client
+  std::array<char, 256> small_read;   // see read_buffer()
   std::uint64_t write_epoch = 0;      // a write_deadline firing for an older write is stale
   LogLimiter log_limit;
 
@@ -410,10 +412,12 @@ std::string handle_frame(const SessionPtr<Socket>& s, FrameDecoder& dec, const F
   return {};
 }
 
-// Reads go through one buffer per I/O thread, filled only once the socket is readable: an idle
-// client holds no read buffer at all (10,000 idle clients must cost little). A function, not a
-// thread_local named inside the coroutine: a coroutine may resume on another thread, and the
-// compiler may keep the address it computed before the suspension.
+// A client's reads go into its small buffer (Session::small_read, what a request usually takes),
+// through Asio's own read: it parks on the descriptor epoll already watches, where waiting for
+// readiness would re-arm it (an epoll_ctl per request). What does not fit is read at once into one
+// big buffer per I/O thread, so an idle client holds only the small one (10,000 idle clients must
+// cost little). A function, not a thread_local named inside the coroutine: a coroutine may resume
+// on another thread, and the compiler may keep the address it computed before the suspension.
 [[gnu::noinline]] asio::mutable_buffer read_buffer() {
   static thread_local std::array<char, 64 * 1024> buf;
   return asio::buffer(buf);
@@ -430,13 +434,23 @@ asio::awaitable<std::string> read_loop(const SessionPtr<Socket>& s) {
     if (s->outbox.full() && s->close_reason.empty()) co_await s->outbox.room();
     if (!s->close_reason.empty()) co_return s->close_reason;
     boost::system::error_code ec;
-    co_await s->socket.async_wait(Socket::wait_read, asio::redirect_error(asio::use_awaitable, ec));
+    const std::size_t n = co_await s->socket.async_read_some(asio::buffer(s->small_read),
+                                                             asio::redirect_error(asio::use_awaitable, ec));
     if (!ec) {
-      std::size_t n = 0;
-      auto buf = read_buffer();
-      n = s->socket.read_some(buf, ec);
-      if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
-      if (!ec) dec.feed(buf.data(), n);
+      dec.feed(s->small_read.data(), n);
+      // A full small buffer: more is waiting (a big frame, or many), taken at once through the
+      // thread's big buffer, one buffer's worth per turn: the frames read are handled (and the
+      // outbox checked for room) before more is read. End-of-input found here is left for the
+      // next read to report, after the frames already read are handled.
+      if (n == s->small_read.size()) {
+        auto buf = read_buffer();
+        const std::size_t m = s->socket.read_some(buf, ec);
+        if (!ec) {
+          dec.feed(buf.data(), m);
+        } else if (ec == asio::error::would_block || ec == asio::error::try_again || ec == asio::error::eof) {
+          ec.clear();
+        }
+      }
     }
     if (ec) {
       if (!s->close_reason.empty()) co_return s->close_reason;

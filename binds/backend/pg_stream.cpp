@@ -63,11 +63,6 @@ std::size_t Transport::read_available(asio::mutable_buffer b, error_code& ec) {
   return tls_->read_some(b, ec);
 }
 
-asio::awaitable<void> Transport::wait_readable(error_code& ec) {
-  auto token = asio::redirect_error(asio::use_awaitable, ec);
-  if (unix_) return unix_->async_wait(asio::socket_base::wait_read, token);
-  return tcp_->async_wait(asio::socket_base::wait_read, token);
-}
 
 void Transport::close() {
   error_code ignored;

@@ -57,8 +57,6 @@ class Transport {
   // whole records (a partial one stays buffered in the stream for the next read); it is not for
   // the hot path, where the record machinery is left to the asynchronous reads.
   std::size_t read_available(asio::mutable_buffer b, error_code& ec);
-  // Plain sockets: completes when bytes (or EOF) can be read.
-  asio::awaitable<void> wait_readable(error_code& ec);
 
   // Closes at once; pending operations complete with operation_aborted. Idempotent.
   void close();

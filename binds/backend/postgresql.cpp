@@ -48,10 +48,6 @@ constexpr std::size_t kKeepBuffer = 1u << 20;
 constexpr auto kCancelTimeout = std::chrono::milliseconds(3000);
 constexpr auto kCloseTimeout = std::chrono::milliseconds(1000);
 constexpr std::string_view kQueryCanceled = "57014";
-// Reads satisfied at once (the bytes were already there) in a row before one goes through the
-// scheduler anyway, so a fast result stream cannot keep other sessions on this thread waiting.
-constexpr int kMaxImmediateReads = 16;
-
 // A FIFO that keeps its storage: std::deque allocates and frees blocks as it slides.
 template <class T>
 class Ring {
@@ -227,7 +223,6 @@ class PgConnection final : public Connection {
 
   bool broken_ = false;
   BackendError broken_error_;
-  int immediate_reads_ = 0;
   ConnectionStats stats_;
 };
 
@@ -764,25 +759,11 @@ asio::awaitable<Outcome> PgConnection::receive(ResultSink& sink) {
       if (!co_await sink.drained()) stop(st, out);
     }
     auto buf = reader_.prepare(hold);
-    std::size_t n = 0;
-    if (transport_.is_tls() || immediate_reads_ >= kMaxImmediateReads) {
-      immediate_reads_ = 0;
-      n = co_await transport_.read_some(asio::buffer(buf.data(), buf.size()), ec);
-    } else {
-      n = transport_.read_now(asio::buffer(buf.data(), buf.size()), ec);
-      if (ec == asio::error::would_block) {
-        // Nothing yet: wait for readiness, then read without a failed attempt first.
-        immediate_reads_ = 0;
-        co_await transport_.wait_readable(ec);
-        if (!ec) n = transport_.read_now(asio::buffer(buf.data(), buf.size()), ec);
-        if (ec == asio::error::would_block) {
-          ec.clear();  // a spurious wakeup: go round again
-          continue;
-        }
-      } else {
-        ++immediate_reads_;
-      }
-    }
+    // Asio's own read, not readiness then a read of ours: it tries the socket at once only when
+    // its last read did not drain it, and otherwise parks on the descriptor it already watches.
+    // One recv per answer; waiting for readiness instead re-arms epoll (an epoll_ctl) each time,
+    // and a read of ours first mostly finds nothing (a wasted recv).
+    const std::size_t n = co_await transport_.read_some(asio::buffer(buf.data(), buf.size()), ec);
     if (ec) {
       set_broken(read_error_text(ec));
       break;
