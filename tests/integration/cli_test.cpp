@@ -14,21 +14,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-struct Run {
-  int rc;
-  std::string out, err;
-};
-
-Run cli(const std::string& args, const std::string& env_prefix = "") {
-  auto dir = make_temp_dir("cli");
-  std::string cmd = env_prefix + " " + BINDS_CLI_PATH + " " + args + " >" + (dir / "o").string() + " 2>" +
-                    (dir / "e").string();
-  int rc = std::system(cmd.c_str());
-  Run r{WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, read_file(dir / "o"), read_file(dir / "e")};
-  std::error_code ec;
-  fs::remove_all(dir, ec);
-  return r;
-}
+CliRun cli(const std::string& args, const std::string& env_prefix = "") { return run_cli(args, "", env_prefix); }
 
 // Runs the CLI and expects exit status 0 with exactly `out` on stdout.
 void expect_output(const std::string& args, const std::string& out, const std::string& env_prefix = "") {
@@ -105,7 +91,7 @@ TEST_F(Cli, ErrorsGoToStderrWithNonZeroExit) {
 }
 
 TEST_F(Cli, BadArgumentsAreUsageErrors) {
-  for (const char* args : {"", "frobnicate", "query", "query --format xml \"SELECT 1\"", "--host", "query --bind",
+  for (const char* args : {"frobnicate", "query", "query --format xml \"SELECT 1\"", "--host", "query --bind",
                            "query \"SELECT ?\" int:abc", "query \"SELECT ?\" bytes:abc", "ping extra"}) {
     auto r = cli(sock_ + args);
     EXPECT_EQ(r.rc, 2) << args;
