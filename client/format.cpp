@@ -165,7 +165,7 @@ void print_expanded(std::ostream& os, const std::vector<std::string>& headers,
     if (rule.size() < name_w + 3 + value_w) rule += std::string(name_w + 3 + value_w - rule.size(), '-');
     os << rule << "\n";
     for (std::size_t i = 0; i < headers.size(); ++i) {
-      auto values = split_lines(i < rows[n].size() ? rows[n][i] : std::string());
+      auto values = split_lines(i < rows[n].size() ? std::string_view(rows[n][i]) : std::string_view());
       for (std::size_t k = 0; k < values.size(); ++k) {
         std::string_view name = k == 0 ? std::string_view(headers[i]) : std::string_view();
         os << name;
