@@ -69,6 +69,22 @@ TEST_F(Cli, QueryPrintsAnAlignedTableWithNull) {
             "(2 rows)\n");
 }
 
+// The one-shot table aligns by display width too, whatever the locale (the CLI runs with LANG unset
+// here): 日本 takes 4 columns, é written with a combining accent 1; a newline continues in the cell.
+TEST_F(Cli, QueryTableAlignsWideTextAndMultiLineValues) {
+  auto r = cli(sock_ + "query \"SELECT ? AS a, ? AS b UNION ALL SELECT ?, ?\" \"\xE6\x97\xA5\xE6\x9C\xAC\" x "
+                       "\"cafe\xCC\x81\" \"one\ntwo\"",
+               "LANG= LC_ALL= ");
+  EXPECT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.out,
+            " a    | b\n"
+            "------+-----\n"
+            " \xE6\x97\xA5\xE6\x9C\xAC | x\n"
+            " cafe\xCC\x81 | one+\n"
+            "      | two\n"
+            "(2 rows)\n");
+}
+
 TEST_F(Cli, JsonAndCsvKeepNullApartFromEmpty) {
   cli(sock_ + "query \"INSERT INTO users (name) VALUES (?)\" text:");
   cli(sock_ + "query \"INSERT INTO users (name) VALUES (?)\" null:");
