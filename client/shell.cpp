@@ -100,6 +100,27 @@ bool meta_words(std::string_view line, std::vector<std::string>& out, std::strin
   }
 }
 
+// Ctrl-C in the interactive shell: our handler, installed without SA_RESTART, makes el_gets return
+// with EINTR (the shell drops the input) and a blocking read of a running statement fail (the
+// shell closes that connection, which ends the statement's session on bindsd, and reconnects).
+// Scripts keep SIGINT's default action.
+volatile sig_atomic_t g_interrupted = 0;
+void on_sigint(int) { g_interrupted = 1; }
+
+class SigintInterrupts {
+ public:
+  SigintInterrupts() {
+    struct sigaction sa {};
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, &old_);
+  }
+  ~SigintInterrupts() { sigaction(SIGINT, &old_, nullptr); }
+
+ private:
+  struct sigaction old_ {};
+};
+
 // One shell session: the connection, the current bind, display settings, and the input read so
 // far that no ';' has ended yet. Scripts and the terminal feed it lines.
 class Session {
@@ -234,14 +255,24 @@ class Session {
   }
   void report(const std::exception& e, std::size_t line) {
     if (auto* se = dynamic_cast<const ServerError*>(&e)) return failed(error_text(*se), line);
-    // The connection is gone (bindsd restarted, a network cut): the next statement reconnects.
-    if (dynamic_cast<const ClientError*>(&e)) client_.reset();
+    // The connection is gone (bindsd restarted, a network cut, Ctrl-C cut a read short): the next
+    // statement reconnects.
+    if (dynamic_cast<const ClientError*>(&e)) {
+      client_.reset();
+      if (g_interrupted) {
+        std::cerr << "\n";  // after the terminal's "^C"
+        return failed("interrupted by Ctrl-C: the connection to bindsd was closed, which ends the statement "
+                      "(and any open transaction); the next statement reconnects",
+                      line);
+      }
+    }
     failed(e.what(), line);
   }
 
   // Runs `sql` on the current bind and prints its result; false after reporting a failure.
   bool query(const std::string& sql, const std::vector<Value>& params, std::size_t line, Result* out = nullptr) {
     std::cout.flush();
+    g_interrupted = 0;
     try {
       auto t0 = std::chrono::steady_clock::now();
       Result r = client().query(sql, params, bind_arg());
@@ -394,26 +425,6 @@ class Session {
 
 // --- the terminal -----------------------------------------------------------------------------
 
-volatile sig_atomic_t g_interrupted = 0;
-void on_sigint(int) { g_interrupted = 1; }
-
-// Ctrl-C while a line is being edited: our handler (no SA_RESTART) makes el_gets return with
-// EINTR, and the shell drops the input. While a statement runs, SIGINT has its default action so
-// a stuck statement can still be left.
-class SigintWhileEditing {
- public:
-  SigintWhileEditing() {
-    struct sigaction sa {};
-    sa.sa_handler = on_sigint;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, &old_);
-  }
-  ~SigintWhileEditing() { sigaction(SIGINT, &old_, nullptr); }
-
- private:
-  struct sigaction old_ {};
-};
-
 std::string history_path() {
   if (const char* f = std::getenv("BINDS_HISTFILE")) return f;  // "" turns history off
   const char* home = std::getenv("HOME");
@@ -468,15 +479,16 @@ int run_interactive(const ShellOptions& opts) {
   el_source(el, nullptr);  // ~/.editrc, as other libedit programs do
 
   bool history_warned = false;
+  SigintInterrupts sigint;
   while (true) {
+    // A Ctrl-C that cut a write to the terminal short leaves the stream failed: clear it.
+    std::cout.clear();
+    std::clearerr(stdout);
     prompt = s.prompt();
     int count = 0;
     const char* got;
-    {
-      SigintWhileEditing guard;
-      g_interrupted = 0;
-      got = el_gets(el, &count);
-    }
+    g_interrupted = 0;
+    got = el_gets(el, &count);
     if (!got) {
       if (g_interrupted || (count < 0 && errno == EINTR)) {
         std::cout << "^C\n";

@@ -115,6 +115,23 @@ def start_daemon(tmp):
     return proc, sock
 
 
+def interrupt_a_running_statement(t, pos):
+    """Ctrl-C during a 120 s statement gives the prompt back at once, and the shell goes on."""
+    start = time.monotonic()
+    t.line("SELECT pg_sleep(120);")
+    pos = t.wait_for(r"pg_sleep\(120\);\n", "a long statement is running", pos)
+    # Ctrl-C until the shell says so: the first may land before the statement's read begins.
+    end = time.monotonic() + TIMEOUT
+    while "interrupted by Ctrl-C" not in t.screen()[pos:] and time.monotonic() < end:
+        t.keys("C-c")
+        time.sleep(1)
+    pos = t.wait_for(r"interrupted by Ctrl-C: the connection to bindsd was closed", "Ctrl-C interrupts a statement", pos)
+    t.line("SELECT 'after the interrupt' AS v;")
+    pos = t.wait_for(r" after the interrupt\n\(1 row\)", "the shell reconnects for the next statement", pos)
+    check(time.monotonic() - start < 100, f"no wait for the 120 s statement ({time.monotonic() - start:.1f} s)")
+    return pos
+
+
 def session_one(tmp, sock, env):
     t = Tmux(tmp, "one")
     t.start(f"{CLI} --socket {sock}", env)
@@ -190,6 +207,8 @@ def session_one(tmp, sock, env):
             pos = t.wait_for(rf" {table} +\| (base table|table)", f"\\dt on {key}", pos)
             t.line(f"\\d {table}")
             pos = t.wait_for(rf'Table "{table}"\n.*\n.*\n id +\| {int_type} +\| NO ', f"\\d on {key}", pos)
+            if key == "pg":
+                pos = interrupt_a_running_statement(t, pos)
             t.line(f"DROP TABLE {table};")
             pos = t.wait_for(r"rows? affected", f"{key}: DROP TABLE", pos)
         t.line("\\c lite")
