@@ -298,6 +298,9 @@ def main():
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        daemon_log = open(os.path.join(tmp, "bindsd.log"), errors="replace").read()
+        check(not re.search(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:", daemon_log),
+              "no sanitizer report in bindsd's log")
         if not failures:
             shutil.rmtree(tmp, ignore_errors=True)
         else:

@@ -241,6 +241,24 @@ TEST_P(ShellCatalog, ListsTablesAndDescribesColumns) {
   fs::remove_all(dir, ec);
 }
 
+// BEGIN and ROLLBACK are statements like any other: the transaction is the server's, across
+// the script's statements, on every backend.
+TEST_P(ShellCatalog, TransactionsAreStatements) {
+  auto dir = make_temp_dir("shelltx");
+  BINDS_CASE_URL(GetParam(), dir, url);
+  Daemon daemon("default: db\nbinds:\n  db: \"" + url + "\"\n");
+  const std::string table = "shell_tx_" + std::to_string(getpid());
+  auto r = run_cli("--socket " + daemon.address().substr(5),
+                   "DROP TABLE IF EXISTS " + table + ";\nCREATE TABLE " + table + " (x INTEGER);\nBEGIN;\nINSERT INTO " +
+                       table + " VALUES (1);\nSELECT count(*) AS inside FROM " + table + ";\nROLLBACK;\n"
+                       "SELECT count(*) AS after_rollback FROM " + table + ";\nDROP TABLE " + table + ";\n");
+  EXPECT_EQ(r.rc, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr(" inside\n--------\n 1\n"));
+  EXPECT_THAT(r.out, HasSubstr(" after_rollback\n----------------\n 0\n"));
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, ShellCatalog, ::testing::Values("BINDS_TEST_PG_URL", "BINDS_TEST_MYSQL_URL", ""),
                          [](const auto& info) {
                            std::string v = info.param;
