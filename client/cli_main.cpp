@@ -2,21 +2,35 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <unistd.h>
+
 #include <charconv>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include "client/client.hpp"
 #include "client/format.hpp"
+#include "client/shell.hpp"
 
 namespace {
 
 using namespace binds::client;
 
-constexpr const char* kUsage = R"(usage: binds [--host HOST:PORT | --socket PATH] COMMAND ...
+constexpr const char* kUsage = R"(usage: binds [--host HOST:PORT | --socket PATH] [COMMAND ...]
+       binds [--bind KEY] [-f FILE | --file FILE] [--continue-on-error]    (the shell)
+without a command (or with "shell"): an interactive shell when stdin is a terminal (\? in it
+  for help; history in $BINDS_HISTFILE, else ~/.binds_history), else the SQL script on stdin.
+  -f/--file FILE runs FILE instead. Scripts: statements end at ';' (outside quotes, comments and
+  dollar quotes), meta-commands (\c BIND, \dt, \d TABLE, \x, \pset null TEXT, \timing) work; the
+  first failing statement stops the script with exit status 3 and its line on stderr, unless
+  --continue-on-error (then the exit status is 1 if any statement failed).
+  --version                    print the version
 commands:
   query [--bind KEY] [--format table|json|csv] SQL [PARAM...]
         run one statement; placeholders are the backend's own ($1 for PostgreSQL, ? otherwise).
@@ -31,7 +45,9 @@ commands:
   pause KEY | resume KEY       hold new requests for a bind / let them through again
   drain KEY                    pause and close the bind's connections as they go idle
   reconnect KEY                replace every connection of a bind
+  shell                        the shell or script runner, as without a command
 options (--host, --socket, --bind/-b, --format/-f, --help/-h) may come anywhere before "--";
+  -f is --format for query, list and the admin views, --file for the shell;
   every word after "--" is an argument (binds query 'SELECT $1' -- --bind); -5 is an argument.
 address: --host/--socket, else $BINDS_ADDR (unix:PATH, tcp:HOST:PORT or HOST:PORT),
          else listen.unix (or listen.tcp) of ./binds.yaml, else /run/binds/bindsd.sock
@@ -64,6 +80,20 @@ std::string default_address() {
   return "unix:/run/binds/bindsd.sock";
 }
 
+// The shell: a script from FILE, the terminal, or a script piped to stdin.
+int shell(const ShellOptions& opts, const std::optional<std::string>& file) {
+  if (file) {
+    std::ifstream in(*file, std::ios::binary);
+    if (!in) {
+      std::cerr << "binds: cannot read " << *file << ": " << std::strerror(errno) << "\n";
+      return 1;
+    }
+    return run_script(opts, in, *file);
+  }
+  if (isatty(STDIN_FILENO)) return run_interactive(opts);
+  return run_script(opts, std::cin, "<stdin>");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -74,6 +104,11 @@ int main(int argc, char** argv) {
   std::string address;
   std::optional<std::string> bind;
   Format format = Format::table;
+  bool format_given = false;
+  // -f is --format for commands that print a result and --file for the shell: which one is
+  // known only once the command is (options may come before it).
+  std::optional<std::string> dash_f, file;
+  bool continue_on_error = false;
   std::vector<std::string> positional;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const auto& a = args[i];
@@ -88,10 +123,20 @@ int main(int argc, char** argv) {
       address = (a == "--host" ? "tcp:" : "unix:") + value();
     } else if (a == "--bind" || a == "-b") {
       bind = value();
-    } else if (a == "--format" || a == "-f") {
+    } else if (a == "--format") {
       if (i + 1 >= args.size() || !parse_format(args[i + 1], format))
         usage_error("--format must be table, json or csv");
+      format_given = true;
       ++i;
+    } else if (a == "-f") {
+      dash_f = value();
+    } else if (a == "--file") {
+      file = value();
+    } else if (a == "--continue-on-error") {
+      continue_on_error = true;
+    } else if (a == "--version") {
+      std::cout << "binds " BINDS_VERSION "\n";
+      return 0;
     } else if (a == "--help" || a == "-h") {
       std::cout << kUsage;
       return 0;
@@ -101,10 +146,19 @@ int main(int argc, char** argv) {
       positional.push_back(a);
     }
   }
-  if (positional.empty()) usage_error("no command given");
-  std::string cmd = positional.front();
-  std::vector<std::string> rest(positional.begin() + 1, positional.end());
+  std::string cmd = positional.empty() ? "shell" : positional.front();
+  std::vector<std::string> rest(positional.begin() + (positional.empty() ? 0 : 1), positional.end());
+  if (cmd == "shell") {
+    if (!rest.empty()) usage_error("shell takes no arguments (SQL goes on stdin or in -f FILE)");
+    if (format_given) usage_error("--format is for query, list and the admin views, not the shell");
+    if (dash_f && file) usage_error("give one script: -f and --file both name one");
+    if (dash_f) file = dash_f;
+  } else {
+    if (file || continue_on_error) usage_error("--file and --continue-on-error are for the shell (no command)");
+    if (dash_f && !parse_format(*dash_f, format)) usage_error("--format must be table, json or csv");
+  }
   if (address.empty()) address = default_address();
+  if (cmd == "shell") return shell(ShellOptions{address, bind, continue_on_error}, file);
 
   try {
     if (cmd == "query") {
@@ -123,20 +177,7 @@ int main(int argc, char** argv) {
     } else if (cmd == "list") {
       if (!rest.empty()) usage_error("list takes no arguments");
       auto client = Client::connect(address, "binds-cli/0.1.0");
-      auto binds = client.list_binds();
-      if (format == Format::json) {
-        std::cout << "[";
-        for (std::size_t j = 0; j < binds.size(); ++j)
-          std::cout << (j ? "," : "") << "{\"key\":" << json_escape(binds[j].key)
-                    << ",\"backend\":" << json_escape(binds[j].backend)
-                    << ",\"database\":" << json_escape(binds[j].database)
-                    << ",\"default\":" << (binds[j].is_default ? "true" : "false") << "}";
-        std::cout << "]\n";
-      } else {
-        std::vector<std::vector<std::string>> rows;
-        for (const auto& b : binds) rows.push_back({b.key, b.backend, b.database, b.is_default ? "yes" : ""});
-        print_table(std::cout, {"key", "backend", "database", "default"}, rows);
-      }
+      print_binds(std::cout, client.list_binds(), format);
     } else if (cmd == "ping") {
       if (!rest.empty()) usage_error("ping takes no arguments");
       auto client = Client::connect(address, "binds-cli/0.1.0");
@@ -154,11 +195,7 @@ int main(int argc, char** argv) {
       usage_error("unknown command " + cmd);
     }
   } catch (const ServerError& e) {
-    std::cerr << "binds: " << e.what();
-    if (!e.info.sqlstate.empty()) std::cerr << " [SQLSTATE " << e.info.sqlstate << "]";
-    if (e.info.number) std::cerr << " [errno " << *e.info.number << "]";
-    if (e.info.bind) std::cerr << " (bind " << *e.info.bind << ")";
-    std::cerr << "\n";
+    std::cerr << "binds: " << error_text(e) << "\n";
     return 1;
   } catch (const std::exception& e) {
     std::cerr << "binds: " << e.what() << "\n";

@@ -5,6 +5,8 @@
 #include <iomanip>
 #include <sstream>
 
+#include "client/width.hpp"
+
 namespace binds::client {
 
 bool parse_format(const std::string& s, Format& out) {
@@ -37,12 +39,6 @@ std::string float_text(double d) {
     if (std::stod(t.str()) == d) return t.str();
   }
   return os.str();
-}
-// Display width in terminal columns: count UTF-8 code points, not bytes.
-std::size_t width(const std::string& s) {
-  std::size_t n = 0;
-  for (unsigned char c : s) n += (c & 0xC0) != 0x80;
-  return n;
 }
 std::string csv_field(const std::string& s) {
   if (s.find_first_of(",\"\r\n") == std::string::npos) return s;
@@ -130,19 +126,88 @@ std::string json_value(const Value& v) {
 }
 }  // namespace
 
-void print_table(std::ostream& os, const std::vector<std::string>& headers,
-                 const std::vector<std::vector<std::string>>& rows) {
-  std::vector<std::size_t> w(headers.size());
-  for (std::size_t i = 0; i < headers.size(); ++i) w[i] = width(headers[i]);
-  for (const auto& r : rows)
-    for (std::size_t i = 0; i < r.size() && i < w.size(); ++i) w[i] = std::max(w[i], width(r[i]));
-  auto line = [&](const std::vector<std::string>& cells) {
-    for (std::size_t i = 0; i < w.size(); ++i) {
-      const std::string& c = i < cells.size() ? cells[i] : std::string();
-      os << (i ? " | " : " ") << c;
-      if (i + 1 < w.size()) os << std::string(w[i] - width(c), ' ');
+namespace {
+std::vector<std::string_view> split_lines(std::string_view s) {
+  std::vector<std::string_view> out;
+  for (std::size_t pos = 0;;) {
+    auto nl = s.find('\n', pos);
+    if (nl == std::string_view::npos) {
+      out.push_back(s.substr(pos));
+      return out;
     }
-    os << "\n";
+    out.push_back(s.substr(pos, nl - pos));
+    pos = nl + 1;
+  }
+}
+std::size_t max_line_width(std::string_view s) {
+  std::size_t w = 0;
+  for (auto l : split_lines(s)) w = std::max(w, display_width(l));
+  return w;
+}
+void pad(std::ostream& os, std::size_t n) {
+  for (; n; --n) os << ' ';
+}
+
+// psql's \x layout: a "-[ RECORD n ]" rule sized to the widest line, then "name | value" lines.
+void print_expanded(std::ostream& os, const std::vector<std::string>& headers,
+                    const std::vector<std::vector<std::string>>& rows) {
+  std::size_t name_w = 0, value_w = 0;
+  for (const auto& h : headers) name_w = std::max(name_w, max_line_width(h));
+  for (const auto& r : rows)
+    for (const auto& c : r) value_w = std::max(value_w, max_line_width(c));
+  if (rows.empty()) {
+    os << "(0 rows)\n";
+    return;
+  }
+  for (std::size_t n = 0; n < rows.size(); ++n) {
+    std::string rule = "-[ RECORD " + std::to_string(n + 1) + " ]";
+    if (rule.size() <= name_w) rule += std::string(name_w + 1 - rule.size(), '-') + "+";
+    if (rule.size() < name_w + 3 + value_w) rule += std::string(name_w + 3 + value_w - rule.size(), '-');
+    os << rule << "\n";
+    for (std::size_t i = 0; i < headers.size(); ++i) {
+      auto values = split_lines(i < rows[n].size() ? std::string_view(rows[n][i]) : std::string_view());
+      for (std::size_t k = 0; k < values.size(); ++k) {
+        std::string_view name = k == 0 ? std::string_view(headers[i]) : std::string_view();
+        os << name;
+        pad(os, name_w - display_width(name));
+        os << " | " << values[k];
+        if (k + 1 < values.size()) {
+          pad(os, value_w - display_width(values[k]));
+          os << '+';
+        }
+        os << "\n";
+      }
+    }
+  }
+}
+}  // namespace
+
+void print_table(std::ostream& os, const std::vector<std::string>& headers,
+                 const std::vector<std::vector<std::string>>& rows, bool expanded) {
+  if (expanded) return print_expanded(os, headers, rows);
+  std::vector<std::size_t> w(headers.size());
+  for (std::size_t i = 0; i < headers.size(); ++i) w[i] = max_line_width(headers[i]);
+  for (const auto& r : rows)
+    for (std::size_t i = 0; i < r.size() && i < w.size(); ++i) w[i] = std::max(w[i], max_line_width(r[i]));
+  auto line = [&](const std::vector<std::string>& cells) {
+    std::vector<std::vector<std::string_view>> lines(w.size());
+    std::size_t height = 1;
+    for (std::size_t i = 0; i < w.size(); ++i) {
+      lines[i] = split_lines(i < cells.size() ? std::string_view(cells[i]) : std::string_view());
+      height = std::max(height, lines[i].size());
+    }
+    for (std::size_t k = 0; k < height; ++k) {
+      for (std::size_t i = 0; i < w.size(); ++i) {
+        std::string_view text = k < lines[i].size() ? lines[i][k] : std::string_view();
+        const bool more = k + 1 < lines[i].size();
+        os << (i ? "| " : " ") << text;
+        // The last column is not padded (no trailing blanks) unless it carries the '+' mark.
+        if (i + 1 < w.size() || more) pad(os, w[i] - display_width(text));
+        if (more) os << '+';
+        else if (i + 1 < w.size()) os << ' ';
+      }
+      os << "\n";
+    }
   };
   line(headers);
   for (std::size_t i = 0; i < w.size(); ++i) os << (i ? "-+-" : "-") << std::string(w[i], '-');
@@ -150,7 +215,44 @@ void print_table(std::ostream& os, const std::vector<std::string>& headers,
   for (const auto& r : rows) line(r);
 }
 
-void print_admin_table(std::ostream& os, const protocol::Table& t, Format f) {
+namespace {
+std::vector<std::vector<std::string>> cell_texts(const std::vector<Row>& rows, const TableStyle& style) {
+  std::vector<std::vector<std::string>> out;
+  out.reserve(rows.size());
+  for (const auto& row : rows) {
+    std::vector<std::string> cells;
+    for (const auto& v : row)
+      cells.push_back(std::holds_alternative<protocol::Null>(v) ? style.null_text : value_text(v));
+    out.push_back(std::move(cells));
+  }
+  return out;
+}
+}  // namespace
+
+void print_binds(std::ostream& os, const std::vector<protocol::BindInfo>& binds, Format f) {
+  if (f == Format::json) {
+    os << "[";
+    for (std::size_t j = 0; j < binds.size(); ++j)
+      os << (j ? "," : "") << "{\"key\":" << json_escape(binds[j].key) << ",\"backend\":" << json_escape(binds[j].backend)
+         << ",\"database\":" << json_escape(binds[j].database)
+         << ",\"default\":" << (binds[j].is_default ? "true" : "false") << "}";
+    os << "]\n";
+    return;
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& b : binds) rows.push_back({b.key, b.backend, b.database, b.is_default ? "yes" : ""});
+  print_table(os, {"key", "backend", "database", "default"}, rows);
+}
+
+std::string error_text(const ServerError& e) {
+  std::string out = e.what();
+  if (!e.info.sqlstate.empty()) out += " [SQLSTATE " + e.info.sqlstate + "]";
+  if (e.info.number) out += " [errno " + std::to_string(*e.info.number) + "]";
+  if (e.info.bind) out += " (bind " + *e.info.bind + ")";
+  return out;
+}
+
+void print_admin_table(std::ostream& os, const protocol::Table& t, Format f, const TableStyle& style) {
   Result r;
   r.has_rows = !t.columns.empty();
   for (const auto& c : t.columns) r.columns.push_back(protocol::Column{c, protocol::Type::text, ""});
@@ -170,19 +272,13 @@ void print_admin_table(std::ostream& os, const protocol::Table& t, Format f) {
     if (f == Format::csv) {
       print_result(os, r, f);
     } else {
-      std::vector<std::vector<std::string>> rows;
-      for (const auto& row : t.rows) {
-        std::vector<std::string> cells;
-        for (const auto& v : row) cells.push_back(value_text(v));
-        rows.push_back(std::move(cells));
-      }
-      print_table(os, t.columns, rows);
+      print_table(os, t.columns, cell_texts(t.rows, style), style.expanded);
     }
   }
   if (!t.message.empty()) os << t.message << "\n";
 }
 
-void print_result(std::ostream& os, const Result& r, Format f) {
+void print_result(std::ostream& os, const Result& r, Format f, const TableStyle& style) {
   const auto& c = r.complete;
   if (f == Format::json) {
     os << "{";
@@ -231,14 +327,8 @@ void print_result(std::ostream& os, const Result& r, Format f) {
   }
   std::vector<std::string> headers;
   for (const auto& col : r.columns) headers.push_back(col.name);
-  std::vector<std::vector<std::string>> rows;
-  rows.reserve(r.rows.size());
-  for (const auto& row : r.rows) {
-    std::vector<std::string> cells;
-    for (const auto& v : row) cells.push_back(value_text(v));
-    rows.push_back(std::move(cells));
-  }
-  print_table(os, headers, rows);
+  print_table(os, headers, cell_texts(r.rows, style), style.expanded);
+  if (style.expanded) return;  // psql's \x has no row-count footer (it says "(0 rows)" itself)
   os << "(" << r.rows.size() << " row" << (r.rows.size() == 1 ? "" : "s") << ")\n";
 }
 

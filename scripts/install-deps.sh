@@ -11,7 +11,7 @@ build_pkgs=(
   libboost1.74-dev libboost-system1.74-dev
   libpq-dev libssl-dev libmariadb-dev libsqlite3-dev
   libspdlog-dev libfmt-dev libyaml-cpp-dev libmsgpack-cxx-dev
-  libsystemd-dev libmimalloc-dev
+  libsystemd-dev libmimalloc-dev libedit-dev
   python3-setuptools  # python3-binds' .egg-info (deploy/packaging.cmake)
 )
 test_pkgs=(
@@ -19,7 +19,7 @@ test_pkgs=(
   postgresql-15 postgresql-client-15 mariadb-server mariadb-client
   python3-msgpack python3-pytest python3-sqlalchemy python3-flask-sqlalchemy
   python3-psycopg2 python3-pymysql
-  python3-venv python3-pip sqlite3 procps systemd openssl
+  python3-venv python3-pip sqlite3 procps systemd openssl tmux
   lintian  # tests/deploy/deb_test.sh
 )
 

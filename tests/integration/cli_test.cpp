@@ -14,21 +14,7 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-struct Run {
-  int rc;
-  std::string out, err;
-};
-
-Run cli(const std::string& args, const std::string& env_prefix = "") {
-  auto dir = make_temp_dir("cli");
-  std::string cmd = env_prefix + " " + BINDS_CLI_PATH + " " + args + " >" + (dir / "o").string() + " 2>" +
-                    (dir / "e").string();
-  int rc = std::system(cmd.c_str());
-  Run r{WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, read_file(dir / "o"), read_file(dir / "e")};
-  std::error_code ec;
-  fs::remove_all(dir, ec);
-  return r;
-}
+CliRun cli(const std::string& args, const std::string& env_prefix = "") { return run_cli(args, "", env_prefix); }
 
 // Runs the CLI and expects exit status 0 with exactly `out` on stdout.
 void expect_output(const std::string& args, const std::string& out, const std::string& env_prefix = "") {
@@ -67,6 +53,7 @@ class Cli : public ::testing::Test {
   std::string sock_;
 };
 
+// NULL prints as nothing (psql's default), so it differs from the text 'NULL'.
 TEST_F(Cli, QueryPrintsAnAlignedTableWithNull) {
   auto ins = cli(sock_ + "query \"INSERT INTO users (name, score) VALUES (?, ?)\" ada float:2.5");
   EXPECT_EQ(ins.rc, 0) << ins.err;
@@ -78,7 +65,23 @@ TEST_F(Cli, QueryPrintsAnAlignedTableWithNull) {
             " id | name | score\n"
             "----+------+-------\n"
             " 1  | ada  | 2.5\n"
-            " 2  | NULL | NULL\n"
+            " 2  |      | \n"
+            "(2 rows)\n");
+}
+
+// The one-shot table aligns by display width too, whatever the locale (the CLI runs with LANG unset
+// here): 日本 takes 4 columns, é written with a combining accent 1; a newline continues in the cell.
+TEST_F(Cli, QueryTableAlignsWideTextAndMultiLineValues) {
+  auto r = cli(sock_ + "query \"SELECT ? AS a, ? AS b UNION ALL SELECT ?, ?\" \"\xE6\x97\xA5\xE6\x9C\xAC\" x "
+                       "\"cafe\xCC\x81\" \"one\ntwo\"",
+               "LANG= LC_ALL= ");
+  EXPECT_EQ(r.rc, 0) << r.err;
+  EXPECT_EQ(r.out,
+            " a    | b\n"
+            "------+-----\n"
+            " \xE6\x97\xA5\xE6\x9C\xAC | x\n"
+            " cafe\xCC\x81 | one+\n"
+            "      | two\n"
             "(2 rows)\n");
 }
 
@@ -104,7 +107,7 @@ TEST_F(Cli, ErrorsGoToStderrWithNonZeroExit) {
 }
 
 TEST_F(Cli, BadArgumentsAreUsageErrors) {
-  for (const char* args : {"", "frobnicate", "query", "query --format xml \"SELECT 1\"", "--host", "query --bind",
+  for (const char* args : {"frobnicate", "query", "query --format xml \"SELECT 1\"", "--host", "query --bind",
                            "query \"SELECT ?\" int:abc", "query \"SELECT ?\" bytes:abc", "ping extra"}) {
     auto r = cli(sock_ + args);
     EXPECT_EQ(r.rc, 2) << args;

@@ -211,6 +211,27 @@ inline std::string scalar(client::Client& c, const std::string& sql, std::option
   return client::value_text(c.query(sql, params, std::move(bind)).rows.at(0).at(0));
 }
 
+// The `binds` CLI run to completion: exit status, stdout, stderr.
+struct CliRun {
+  int rc;
+  std::string out, err;
+};
+// Runs `env_prefix binds args` with `input` as stdin (a file: never a terminal). Under the
+// sanitizer pass the CLI is instrumented too, and its reports on stderr fail the test.
+inline CliRun run_cli(const std::string& args, const std::string& input = "", const std::string& env_prefix = "") {
+  auto dir = make_temp_dir("cli");
+  std::ofstream(dir / "in", std::ios::binary) << input;
+  std::string cmd = env_prefix + " " + BINDS_CLI_PATH + " " + args + " <" + (dir / "in").string() + " >" +
+                    (dir / "o").string() + " 2>" + (dir / "e").string();
+  int rc = std::system(cmd.c_str());
+  CliRun r{WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, read_file(dir / "o"), read_file(dir / "e")};
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  for (const char* marker : {"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"})
+    if (r.err.find(marker) != std::string::npos) ADD_FAILURE() << "binds " << args << ": sanitizer report:\n" << r.err;
+  return r;
+}
+
 // Runs bindsd with args to completion (e.g. --check-config); its exit status, output in `output`.
 inline int run_bindsd(const std::string& args, std::string& output) {
   auto dir = make_temp_dir("cfgout");
