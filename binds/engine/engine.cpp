@@ -98,6 +98,8 @@ struct ClientSession::Running {
   asio::steady_timer deadline;  // statement timeout, then the abandon grace
   asio::steady_timer retry;     // paces repeated cancels
   std::shared_ptr<std::function<void()>> repeat;  // the repeating cancel (held while it may fire)
+  // Ends its wait for a connection (a paused bind holds requests until resume).
+  std::shared_ptr<pool::AcquireCanceller> acquiring = std::make_shared<pool::AcquireCanceller>();
 };
 
 struct ClientSession::Lane {
@@ -350,8 +352,11 @@ void ClientSession::stop(const std::shared_ptr<Running>& r, ErrorCode why) {
   r->stop = why;
   r->stopping = true;
   out_.wake();  // its rows may be waiting for a client that does not read
-  // Still waiting for a connection: execute() sees the stop once it has one and runs nothing.
-  if (!r->conn) return;
+  // Still waiting for a connection: the wait ends now, and execute() runs nothing.
+  if (!r->conn) {
+    r->acquiring->cancel();
+    return;
+  }
   // A backend forwards a cancel only while a statement runs, so one sent in the instant before the
   // statement starts is dropped: repeat it until the statement ends (a cancel never outlives the
   // statement it was sent for, so repeating is safe).
@@ -495,11 +500,13 @@ asio::awaitable<void> ClientSession::execute(Lane& l, Request req, std::shared_p
     }
   } unregister{this, l, id};
   if (!l.lease) {
-    auto acquired = co_await pool.acquire();
+    std::optional<std::chrono::steady_clock::duration> paused_limit;
+    if (req.timeout_ms) paused_limit = std::chrono::milliseconds(req.timeout_ms);
+    auto acquired = co_await pool.acquire(paused_limit, run->acquiring);
     stats.pool_wait.observe(std::chrono::steady_clock::now() - started);
-    if (run->stop && !acquired.error) {
+    if (run->stop) {
       // Stopped while it waited: nothing reached the backend.
-      acquired.lease.release();
+      if (acquired.lease) acquired.lease.release();
       run->done = true;
       if (!closing_) {
         send_error(id, *run->stop,
@@ -514,7 +521,7 @@ asio::awaitable<void> ClientSession::execute(Lane& l, Request req, std::shared_p
       info.code = acquired.error->code;
       info.message = acquired.error->message;
       info.bind = bind;
-      if (info.code == ErrorCode::backend_unavailable) info.may_have_executed = false;
+      if (info.code == ErrorCode::backend_unavailable || info.code == ErrorCode::timeout) info.may_have_executed = false;
       send_error(id, std::move(info));
       co_return;
     }

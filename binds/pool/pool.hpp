@@ -110,6 +110,42 @@ struct PoolStats {
 template <class Clock>
 class BasicPool;
 
+// Lets whoever waits in acquire() give up early (a CANCEL, a client that left or was killed): a
+// request held by a paused pool must not keep its client open until resume. Any thread.
+class AcquireCanceller {
+ public:
+  // The acquire (waiting now or later) returns ErrorCode::cancelled instead of waiting on.
+  void cancel() {
+    std::function<void()> f;
+    {
+      std::lock_guard lock(mu_);
+      cancelled_ = true;
+      f = std::move(fn_);
+    }
+    if (f) f();
+  }
+  bool cancelled() {
+    std::lock_guard lock(mu_);
+    return cancelled_;
+  }
+  // The pool's side: what cancel() does while a wait is on; false if already cancelled.
+  bool arm(std::function<void()> f) {
+    std::lock_guard lock(mu_);
+    if (cancelled_) return false;
+    fn_ = std::move(f);
+    return true;
+  }
+  void disarm() {
+    std::lock_guard lock(mu_);
+    fn_ = nullptr;
+  }
+
+ private:
+  std::mutex mu_;
+  bool cancelled_ = false;
+  std::function<void()> fn_;
+};
+
 // Exclusive use of one backend connection. Destroying a lease returns the connection to its pool:
 // rolled back first if it is still inside a transaction, closed if it broke.
 template <class Clock>
@@ -182,7 +218,9 @@ class BasicPool : public std::enable_shared_from_this<BasicPool<Clock>> {
   void stop();   // fails waiters, closes idle connections; leases still out close when they return
 
   // Admin controls (any thread).
-  void pause();      // hand out nothing (requests wait); resume undoes it
+  // Hand out nothing: requests wait (acquire_timeout does not run out while paused, as PgBouncer's
+  // PAUSE holds them); resume undoes it and gives each waiter a fresh acquire_timeout.
+  void pause();
   void resume();
   void drain();      // pause, and close every connection as soon as it is idle
   void reconnect();  // replace every connection: idle ones now, busy ones when they return
@@ -191,9 +229,12 @@ class BasicPool : public std::enable_shared_from_this<BasicPool<Clock>> {
   const BindConfig& config() const { return config_; }
   const std::string& key() const { return config_.key; }
 
-  // Waits up to acquire_timeout for a connection. Returns at once (no suspension) when one is
-  // idle. Any strand.
-  asio::awaitable<AcquireResult> acquire();
+  // Waits up to acquire_timeout for a connection (while paused: until resume). Returns at once
+  // (no suspension) when one is idle. paused_limit bounds a wait that the pool's pause prolongs
+  // (the request's own timeout; ErrorCode::timeout); canceller ends the wait early
+  // (ErrorCode::cancelled). Any strand.
+  asio::awaitable<AcquireResult> acquire(std::optional<typename Clock::duration> paused_limit = std::nullopt,
+                                         std::shared_ptr<AcquireCanceller> canceller = nullptr);
 
   // Deadlines: waiters past acquire_timeout, idle connections past idle_timeout or max_lifetime,
   // reconnect backoff, connections below min. Runs on the tick; tests call it.
@@ -212,6 +253,7 @@ class BasicPool : public std::enable_shared_from_this<BasicPool<Clock>> {
   struct Waiter;
 
   void release(std::unique_ptr<Slot> slot, bool broken);
+  void cancel_waiter(const std::shared_ptr<Waiter>& w);
   void set_pinned(Slot& slot, bool pinned);
   void maybe_connect_locked();
   asio::awaitable<void> connect_one();

@@ -36,6 +36,7 @@ struct BasicPool<Clock>::Waiter : std::enable_shared_from_this<BasicPool<Clock>:
   bool done = false;
   time_point since{};
   time_point deadline{};
+  std::optional<time_point> paused_limit;  // the request's own timeout, applied while paused
 
   // Lock held. Wakes the waiting coroutine on its own executor (timers are not thread-safe); the
   // waiter runs on a strand, so this cannot overtake its async_wait.
@@ -132,6 +133,9 @@ void BasicPool<Clock>::resume() {
   std::lock_guard lock(mu_);
   paused_ = false;
   draining_ = false;
+  // They waited for the administrator, not for a connection: acquire_timeout starts over.
+  const auto now = Clock::now();
+  for (auto& w : waiters_) w->deadline = std::max(w->deadline, now + config_.pool.acquire_timeout);
   while (!waiters_.empty() && !idle_.empty()) {
     auto s = std::move(idle_.back());
     idle_.pop_back();
@@ -209,7 +213,8 @@ BackendError BasicPool<Clock>::unavailable_error() const {
 }
 
 template <class Clock>
-asio::awaitable<typename BasicPool<Clock>::AcquireResult> BasicPool<Clock>::acquire() {
+asio::awaitable<typename BasicPool<Clock>::AcquireResult> BasicPool<Clock>::acquire(
+    std::optional<typename Clock::duration> paused_limit, std::shared_ptr<AcquireCanceller> canceller) {
   const auto ex = co_await asio::this_coro::executor;
   for (;;) {
     std::unique_ptr<Slot> slot;
@@ -238,6 +243,7 @@ asio::awaitable<typename BasicPool<Clock>::AcquireResult> BasicPool<Clock>::acqu
         waiter = std::make_shared<Waiter>(ex);
         waiter->since = now;
         waiter->deadline = now + config_.pool.acquire_timeout;
+        if (paused_limit) waiter->paused_limit = now + *paused_limit;
         waiter->signal.expires_at(asio::steady_timer::time_point::max());
         waiters_.push_back(waiter);
         maybe_connect_locked();
@@ -245,6 +251,19 @@ asio::awaitable<typename BasicPool<Clock>::AcquireResult> BasicPool<Clock>::acqu
     }
     for (auto& s : stale) close_slot(std::move(s));
     if (waiter) {
+      if (canceller && !canceller->arm([weak = this->weak_from_this(), w = std::weak_ptr<Waiter>(waiter)] {
+            auto self = weak.lock();
+            auto waiter = w.lock();
+            if (self && waiter) self->cancel_waiter(waiter);
+          })) {
+        cancel_waiter(waiter);
+      }
+      struct Disarm {
+        AcquireCanceller* c;
+        ~Disarm() {
+          if (c) c->disarm();
+        }
+      } disarm{canceller.get()};
       boost::system::error_code ec;
       while (true) {
         {
@@ -270,6 +289,16 @@ asio::awaitable<typename BasicPool<Clock>::AcquireResult> BasicPool<Clock>::acqu
     }
     co_return AcquireResult{Lease(this->shared_from_this(), std::move(slot)), std::nullopt};
   }
+}
+
+template <class Clock>
+void BasicPool<Clock>::cancel_waiter(const std::shared_ptr<Waiter>& w) {
+  std::lock_guard lock(mu_);
+  if (w->done) return;
+  waiters_.erase(std::remove(waiters_.begin(), waiters_.end(), w), waiters_.end());
+  w->failed = detail::make_error(protocol::ErrorCode::cancelled,
+                                 "bind " + config_.key + ": stopped while waiting for a connection");
+  w->wake();
 }
 
 template <class Clock>
@@ -455,7 +484,19 @@ void BasicPool<Clock>::maintain() {
     const auto now = Clock::now();
     for (auto it = waiters_.begin(); it != waiters_.end();) {
       auto& w = *it;
-      if (now < w->deadline) {
+      // A paused bind holds its requests until resume (PgBouncer's PAUSE); only a request's own
+      // timeout ends the wait.
+      if (paused_ && w->paused_limit && now >= *w->paused_limit) {
+        w->failed = detail::make_error(
+            protocol::ErrorCode::timeout,
+            "bind " + config_.key + " is paused by an administrator and the request's timeout ran out after " +
+                std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(now - w->since).count()) +
+                " ms of waiting; nothing was run");
+        w->wake();
+        it = waiters_.erase(it);
+        continue;
+      }
+      if (paused_ || now < w->deadline) {
         ++it;
         continue;
       }
@@ -464,10 +505,6 @@ void BasicPool<Clock>::maintain() {
       const auto wait_ms = std::to_string(config_.pool.acquire_timeout.count());
       if (backend_down_ && open - connecting_ == 0) {
         w->failed = unavailable_error();
-      } else if (paused_) {
-        w->failed = detail::make_error(protocol::ErrorCode::pool_timeout, "bind " + config_.key +
-                                                                             " is paused by an administrator (waited " +
-                                                                             wait_ms + "ms)");
       } else {
         w->failed = detail::make_error(protocol::ErrorCode::pool_timeout,
                                        "bind " + config_.key + ": no connection free within " + wait_ms +
