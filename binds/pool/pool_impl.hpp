@@ -206,6 +206,37 @@ PoolStats BasicPool<Clock>::stats() {
   return s;
 }
 
+inline std::string_view slot_state_name(SlotState s) {
+  switch (s) {
+    case SlotState::connecting: return "connecting";
+    case SlotState::idle: return "idle";
+    case SlotState::in_use: return "in use";
+    case SlotState::pinned: return "pinned";
+    case SlotState::resetting: return "resetting";
+    case SlotState::closing: return "closing";
+  }
+  return "?";
+}
+
+template <class Clock>
+std::vector<SlotInfo> BasicPool<Clock>::slots() {
+  std::lock_guard lock(mu_);
+  const auto now = Clock::now();
+  auto ms = [](auto d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
+  std::vector<SlotInfo> out;
+  for (const Slot* s : all_) {
+    SlotInfo i;
+    i.state = s->state;
+    i.holder = (s->state == SlotState::in_use || s->state == SlotState::pinned) ? s->holder.load() : 0;
+    i.backend_pid = s->conn ? s->conn->backend_pid() : 0;
+    i.age_ms = ms(now - s->created);
+    i.in_state_ms = ms(now - s->state_since);
+    out.push_back(i);
+  }
+  for (int n = 0; n < connecting_; ++n) out.push_back(SlotInfo{});
+  return out;
+}
+
 template <class Clock>
 BackendError BasicPool<Clock>::unavailable_error() const {
   return detail::make_error(protocol::ErrorCode::backend_unavailable,
@@ -235,7 +266,7 @@ asio::awaitable<typename BasicPool<Clock>::AcquireResult> BasicPool<Clock>::acqu
           continue;
         }
         slot = std::move(s);
-        slot->state = SlotState::in_use;
+        enter_locked(*slot, SlotState::in_use);
         ++in_use_;
         break;
       }
@@ -305,10 +336,10 @@ template <class Clock>
 void BasicPool<Clock>::set_pinned(Slot& slot, bool pinned) {
   std::lock_guard lock(mu_);
   if (pinned && slot.state == SlotState::in_use) {
-    slot.state = SlotState::pinned;
+    enter_locked(slot, SlotState::pinned);
     ++pinned_;
   } else if (!pinned && slot.state == SlotState::pinned) {
-    slot.state = SlotState::in_use;
+    enter_locked(slot, SlotState::in_use);
     --pinned_;
   }
 }
@@ -318,6 +349,7 @@ void BasicPool<Clock>::release(std::unique_ptr<Slot> slot, bool broken) {
   std::unique_ptr<Slot> to_close;
   {
     std::lock_guard lock(mu_);
+    slot->holder = 0;
     if (slot->state == SlotState::pinned) --pinned_;
     if (slot->state == SlotState::pinned || slot->state == SlotState::in_use) --in_use_;
     const auto now = Clock::now();
@@ -328,7 +360,7 @@ void BasicPool<Clock>::release(std::unique_ptr<Slot> slot, bool broken) {
       to_close = std::move(slot);
     } else if (slot->tx != TxStatus::idle) {
       // Never hand a connection inside a transaction to anyone: roll back first.
-      slot->state = SlotState::resetting;
+      enter_locked(*slot, SlotState::resetting);
       ++resetting_;
       asio::co_spawn(strand_, rollback_then_release(std::move(slot)), asio::detached);
       return;
@@ -362,7 +394,7 @@ asio::awaitable<void> BasicPool<Clock>::rollback_then_release(std::unique_ptr<Sl
   {
     std::lock_guard lock(mu_);
     --resetting_;
-    slot->state = SlotState::in_use;  // release() accounts it like a returned lease
+    enter_locked(*slot, SlotState::in_use);  // release() accounts it like a returned lease
     ++in_use_;
   }
   slot->tx = ok ? TxStatus::idle : TxStatus::unknown;
@@ -374,13 +406,13 @@ void BasicPool<Clock>::grant_locked(std::unique_ptr<Slot> slot) {
   if (!paused_ && !draining_ && !waiters_.empty()) {
     auto w = std::move(waiters_.front());
     waiters_.pop_front();
-    slot->state = SlotState::in_use;
+    enter_locked(*slot, SlotState::in_use);
     ++in_use_;
     w->granted = std::move(slot);
     w->wake();
     return;
   }
-  slot->state = SlotState::idle;
+  enter_locked(*slot, SlotState::idle);
   idle_.push_back(std::move(slot));
 }
 
@@ -388,7 +420,7 @@ template <class Clock>
 void BasicPool<Clock>::close_slot(std::unique_ptr<Slot> slot) {
   {
     std::lock_guard lock(mu_);
-    slot->state = SlotState::closing;
+    enter_locked(*slot, SlotState::closing);
     ++closing_;
   }
   asio::co_spawn(
@@ -398,6 +430,10 @@ void BasicPool<Clock>::close_slot(std::unique_ptr<Slot> slot) {
           co_await slot->conn->close();
         } catch (const std::exception&) {
           // Closing is best effort: the socket goes with the connection object anyway.
+        }
+        {
+          std::lock_guard lock(self->mu_);
+          self->all_.erase(slot.get());
         }
         slot.reset();
         self->budget_->release();
@@ -466,6 +502,7 @@ void BasicPool<Clock>::connect_done(std::unique_ptr<backend::Connection> conn, B
   slot->conn = std::move(conn);
   slot->created = slot->last_used = Clock::now();
   slot->generation = generation_;
+  all_.insert(slot.get());
   if (stopped_ || draining_) {
     lock.unlock();
     close_slot(std::move(slot));
