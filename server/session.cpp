@@ -263,6 +263,17 @@ void submit(const SessionPtr<Socket>& s, engine::Request r) {
   s->refresh_info();
 }
 
+template <class Socket>
+asio::awaitable<void> admin_wait(SessionPtr<Socket> s, std::uint32_t id, std::optional<std::string> bind,
+                                 AdminResult result) {
+  co_await s->server.wait_idle(result);
+  if (!result.ok) {
+    s->send_error(id, result.code, result.error, bind);
+    co_return;
+  }
+  s->outbox.push(protocol::encode_table(id, result.table));
+}
+
 // Returns a close reason, or "" to keep going.
 template <class Socket>
 std::string handle_frame(const SessionPtr<Socket>& s, FrameDecoder& dec, const Frame& f) {
@@ -291,6 +302,8 @@ std::string handle_frame(const SessionPtr<Socket>& s, FrameDecoder& dec, const F
     s->outbox.push(protocol::encode_hello_ok(protocol::HelloOk{protocol::kProtocolVersion, std::string(kServerName),
                                                                s->limits.max_frame, s->limits.batch_rows,
                                                                routes->config->default_bind}));
+    s->info->set_name(hello.client);
+    s->engine->set_client_name(hello.client);
     spdlog::debug("client #{}: handshake done ({})", s->id, hello.client);
     return {};
   }
@@ -308,6 +321,7 @@ std::string handle_frame(const SessionPtr<Socket>& s, FrameDecoder& dec, const F
       r.sql = std::move(q.sql);
       r.params = std::move(q.params);
       r.timeout_ms = q.timeout_ms;
+      r.wire_bytes = protocol::kHeaderSize + f.body.size();
       submit(s, std::move(r));
       break;
     }
@@ -323,6 +337,7 @@ std::string handle_frame(const SessionPtr<Socket>& s, FrameDecoder& dec, const F
       r.bind = std::move(b.bind);
       r.isolation = b.isolation;
       r.read_only = b.read_only;
+      r.wire_bytes = protocol::kHeaderSize + f.body.size();
       submit(s, std::move(r));
       break;
     }
@@ -338,6 +353,7 @@ std::string handle_frame(const SessionPtr<Socket>& s, FrameDecoder& dec, const F
       r.id = id;
       r.kind = f.type() == FrameType::commit ? engine::Kind::commit : engine::Kind::rollback;
       r.bind = std::move(wanted);
+      r.wire_bytes = protocol::kHeaderSize + f.body.size();
       submit(s, std::move(r));
       break;
     }
@@ -365,6 +381,11 @@ std::string handle_frame(const SessionPtr<Socket>& s, FrameDecoder& dec, const F
       }
       spdlog::info("client #{}: admin {}{}", s->id, req.command, req.bind ? " " + *req.bind : "");
       auto result = s->server.admin(req);
+      if (result.ok && result.wait_idle) {
+        // pause --wait: answered later; the connection goes on meanwhile.
+        asio::co_spawn(s->socket.get_executor(), admin_wait(s, id, req.bind, std::move(result)), asio::detached);
+        break;
+      }
       if (!result.ok) {
         s->send_error(id, result.code, result.error, req.bind);
         break;
@@ -476,6 +497,7 @@ asio::awaitable<void> session_main(Server& server, Socket socket, std::string pe
   s->local_peer = local;
   auto ex = s->socket.get_executor();
   s->info->peer = s->peer;
+  s->info->activity = std::make_shared<engine::Activity>();
   s->id = server.add_session(
       [s, ex](bool hard) {
         asio::post(ex, [s, hard] {
@@ -493,8 +515,21 @@ asio::awaitable<void> session_main(Server& server, Socket socket, std::string pe
         asio::post(ex, [s, pool = std::move(pool), reason = std::move(reason)] {
           if (s->engine) s->engine->end_transactions(pool, reason);
         });
+      },
+      [s, ex](std::string message) {
+        asio::post(ex, [s, message = std::move(message)] {
+          // Connection-level (request id 0), then the session ends as if the client had left:
+          // what runs is cancelled, open transactions roll back before their connections return.
+          ErrorInfo info;
+          info.code = ErrorCode::cancelled;
+          info.message = std::move(message);
+          s->outbox.push(protocol::encode_error_within(0, std::move(info), s->limits.max_frame));
+          s->finish("killed by an administrator");
+          s->reader_wake.cancel();
+        });
       });
   s->engine = std::make_shared<engine::ClientSession>(server.engine(), ex, s->responder, s->id, s->limits);
+  s->engine->set_activity(s->info->activity);
   s->engine->on_idle([w = std::weak_ptr<Session<Socket>>(s)] {
     auto s = w.lock();
     if (!s) return;
