@@ -11,6 +11,7 @@
 
 #include "client/client.hpp"
 #include "client/format.hpp"
+#include "client/top.hpp"
 
 namespace {
 
@@ -26,9 +27,16 @@ commands:
                timestamp:2024-01-31T12:00:00 json:{"a":1} uuid:...
   list [--format table|json]   list the binds (no credentials)
   ping                         check that bindsd answers
-  stats | clients | config     admin views (Unix socket or loopback only), --format table|json
+  stats | clients | servers | config
+                               admin views (Unix socket or loopback only), --format table|json:
+                               clients: who is connected, what each runs now and holds;
+                               servers: every backend connection, its state, client and pid
+  top                          live view of pools and busiest clients, each second (q quits)
   reload                       re-read binds.yaml (a bad file keeps the running configuration)
-  pause KEY | resume KEY       hold new requests for a bind / let them through again
+  pause KEY [--wait[=SECONDS]] hold new requests for a bind until resume (running transactions
+                               finish); --wait returns once nothing runs on it (default 60 s max)
+  resume KEY                   let held requests through again
+  kill CLIENT_ID               disconnect one client; its open transactions are rolled back
   drain KEY                    pause and close the bind's connections as they go idle
   reconnect KEY                replace every connection of a bind
 options (--host, --socket, --bind/-b, --format/-f, --help/-h) may come anywhere before "--";
@@ -74,6 +82,7 @@ int main(int argc, char** argv) {
   std::string address;
   std::optional<std::string> bind;
   Format format = Format::table;
+  std::optional<std::string> wait;  // pause --wait[=SECONDS]
   std::vector<std::string> positional;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const auto& a = args[i];
@@ -92,6 +101,8 @@ int main(int argc, char** argv) {
       if (i + 1 >= args.size() || !parse_format(args[i + 1], format))
         usage_error("--format must be table, json or csv");
       ++i;
+    } else if (a == "--wait" || a.rfind("--wait=", 0) == 0) {
+      wait = a;
     } else if (a == "--help" || a == "-h") {
       std::cout << kUsage;
       return 0;
@@ -105,6 +116,7 @@ int main(int argc, char** argv) {
   std::string cmd = positional.front();
   std::vector<std::string> rest(positional.begin() + 1, positional.end());
   if (address.empty()) address = default_address();
+  if (wait && cmd != "pause") usage_error("--wait is for pause only");
 
   try {
     if (cmd == "query") {
@@ -142,13 +154,22 @@ int main(int argc, char** argv) {
       auto client = Client::connect(address, "binds-cli/0.1.0");
       client.ping();
       std::cout << "ok (" << client.server().server << ", protocol " << client.server().version << ")\n";
-    } else if (cmd == "stats" || cmd == "clients" || cmd == "config" || cmd == "reload" || cmd == "pause" ||
-               cmd == "resume" || cmd == "drain" || cmd == "reconnect") {
+    } else if (cmd == "top") {
+      if (!rest.empty()) usage_error("top takes no arguments");
+      return binds::client::run_top(address);
+    } else if (cmd == "kill") {
+      if (rest.size() != 1) usage_error("kill needs exactly one client id (binds clients lists them)");
+      auto client = Client::connect(address, "binds-cli/0.1.0");
+      print_admin_table(std::cout, client.admin(cmd, std::nullopt, {rest[0]}), format);
+    } else if (cmd == "stats" || cmd == "clients" || cmd == "servers" || cmd == "config" || cmd == "reload" ||
+               cmd == "pause" || cmd == "resume" || cmd == "drain" || cmd == "reconnect") {
       bool needs_key = cmd == "pause" || cmd == "resume" || cmd == "drain" || cmd == "reconnect";
       if (needs_key && rest.size() != 1) usage_error(cmd + " needs exactly one bind key");
       if (!needs_key && !rest.empty()) usage_error(cmd + " takes no arguments");
       auto client = Client::connect(address, "binds-cli/0.1.0");
-      auto table = client.admin(cmd, needs_key ? std::optional<std::string>(rest[0]) : std::nullopt);
+      std::vector<std::string> extra;
+      if (wait) extra.push_back(*wait);
+      auto table = client.admin(cmd, needs_key ? std::optional<std::string>(rest[0]) : std::nullopt, extra);
       print_admin_table(std::cout, table, format);
     } else {
       usage_error("unknown command " + cmd);
