@@ -19,6 +19,8 @@ test_pkgs=(
   python3-msgpack python3-pytest python3-sqlalchemy python3-flask-sqlalchemy
   python3-psycopg2 python3-pymysql
   python3-venv python3-pip sqlite3 procps systemd openssl
+  # promtool (lints /metrics in tests) comes with the prometheus package; tmux drives `binds top`.
+  prometheus tmux
 )
 
 pkgs=("${build_pkgs[@]}")
