@@ -95,6 +95,15 @@ TEST(AdminPause, HoldsRequestsUntilResumeAndWaitWaitsForTransactions) {
   EXPECT_THAT(timed_reply.error->message, HasSubstr("paused"));
   EXPECT_EQ(timed_reply.error->may_have_executed, std::optional<bool>(false));
 
+  // A client killed while its request is held leaves at once; the pause does not keep it.
+  auto doomed = Client::connect(d.address(), "doomed");
+  auto doomed_id = doomed.send_query("SELECT 9");
+  ASSERT_TRUE(eventually([&] { return cell(admin.admin("stats"), "db", "waiting") == "2"; }));
+  admin.admin("kill", std::nullopt, {client_id(admin, "doomed")});
+  EXPECT_EQ(error_code_of([&] { doomed.wait(doomed_id); }), ErrorCode::cancelled);
+  ASSERT_TRUE(eventually([&] { return !client_row(admin.admin("clients"), "doomed"); }, 3s));
+  EXPECT_EQ(cell(admin.admin("stats"), "db", "waiting"), "1");
+
   admin.admin("resume", std::string("db"));
   auto reply = held.wait(id);
   ASSERT_FALSE(reply.error) << reply.error->message;
