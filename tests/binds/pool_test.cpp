@@ -294,6 +294,58 @@ TEST_F(PoolTest, PinnedConnectionsAreCountedAndRolledBackWhenReturned) {
   EXPECT_EQ(s.idle, 1) << "rolled back, then reusable";
 }
 
+TEST_F(PoolTest, SlotsListEveryConnectionWithStateHolderAndTimes) {
+  auto p = make(3);
+  p->start();
+  EXPECT_TRUE(p->slots().empty());
+  auto a = acquire(p);
+  auto b = acquire(p);
+  (*a)->lease.slot().holder = 7;
+  (*b)->lease.slot().holder = 9;
+  (*b)->lease.slot().tx = TxStatus::in_tx;
+  (*b)->lease.set_pinned(true);
+  FakeClock::advance(1500ms);
+  auto find = [&](pool::SlotState st) {
+    for (const auto& s : p->slots())
+      if (s.state == st) return std::optional<pool::SlotInfo>(s);
+    return std::optional<pool::SlotInfo>();
+  };
+  auto slots = p->slots();
+  ASSERT_EQ(slots.size(), 2u);
+  auto in_use = find(pool::SlotState::in_use);
+  auto pinned = find(pool::SlotState::pinned);
+  ASSERT_TRUE(in_use && pinned);
+  EXPECT_EQ(in_use->holder, 7u);
+  EXPECT_EQ(pinned->holder, 9u);
+  EXPECT_EQ(in_use->age_ms, 1500);
+  EXPECT_EQ(pinned->in_state_ms, 1500);
+  EXPECT_EQ(pinned->backend_pid, 0) << "the fake backend has no pid";
+  // Returned: idle, nobody's, and its time in state starts over.
+  (*a)->lease.release();
+  FakeClock::advance(200ms);
+  auto idle = find(pool::SlotState::idle);
+  ASSERT_TRUE(idle);
+  EXPECT_EQ(idle->holder, 0u);
+  EXPECT_EQ(idle->in_state_ms, 200);
+  EXPECT_EQ(idle->age_ms, 1700);
+  // A connect under way is listed too, before it has a connection.
+  auto warming = make(2, 1);
+  warming->start();
+  auto w = warming->slots();
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_EQ(w[0].state, pool::SlotState::connecting);
+  EXPECT_EQ(pool::slot_state_name(w[0].state), "connecting");
+  settle();
+  ASSERT_EQ(warming->slots().size(), 1u);
+  EXPECT_EQ(warming->slots()[0].state, pool::SlotState::idle);
+  // A connection closed leaves the list.
+  p->drain();
+  (*b)->lease.release();  // rolled back, then closed by the drain
+  settle();
+  EXPECT_TRUE(p->slots().empty()) << "drained: every connection closed and unlisted";
+  EXPECT_EQ(backend_->live, static_cast<int>(warming->slots().size()));
+}
+
 TEST_F(PoolTest, AFailedRollbackWritesTheConnectionOff) {
   backend_->rollback_fails = true;
   auto p = make(2);
