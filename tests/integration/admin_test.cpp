@@ -65,7 +65,7 @@ int run_cli(const Daemon& d, const std::string& args, std::string& out) {
 
 TEST(AdminPause, HoldsRequestsUntilResumeAndWaitWaitsForTransactions) {
   BINDS_REQUIRE_URL("BINDS_TEST_PG_URL", pg);
-  Daemon d("default: db\nbinds:\n  db:\n    url: " + pg + "\n    pool: { max: 2, acquire_timeout: 300ms }\n");
+  Daemon d("default: db\nbinds:\n  db:\n    url: " + pg + "\n    pool: { max: 2, acquire_timeout: 1s }\n");
   auto admin = d.connect();
   auto holder = Client::connect(d.address(), "holder");
   holder.begin();
@@ -77,7 +77,7 @@ TEST(AdminPause, HoldsRequestsUntilResumeAndWaitWaitsForTransactions) {
   ASSERT_TRUE(eventually([&] { return cell(admin.admin("stats"), "db", "state") == "paused"; }));
   auto held = Client::connect(d.address(), "held");
   auto id = held.send_query("SELECT 42");
-  std::this_thread::sleep_for(900ms);  // three times acquire_timeout
+  std::this_thread::sleep_for(2500ms);  // more than twice acquire_timeout (slow connects under ASan need 1 s)
   EXPECT_EQ(paused.wait_for(0ms), std::future_status::timeout) << "pause --wait returned inside a transaction";
   EXPECT_EQ(cell(admin.admin("stats"), "db", "waiting"), "1") << "the request must be held, not failed";
   // The transaction goes on through the pause, and its end lets pause --wait return.
