@@ -17,6 +17,7 @@
 #include "client/client.hpp"
 #include "client/format.hpp"
 #include "client/shell.hpp"
+#include "client/top.hpp"
 
 namespace {
 
@@ -40,9 +41,16 @@ commands:
                timestamp:2024-01-31T12:00:00 json:{"a":1} uuid:...
   list [--format table|json]   list the binds (no credentials)
   ping                         check that bindsd answers
-  stats | clients | config     admin views (Unix socket or loopback only), --format table|json
+  stats | clients | servers | config
+                               admin views (Unix socket or loopback only), --format table|json:
+                               clients: who is connected, what each runs now and holds;
+                               servers: every backend connection, its state, client and pid
+  top                          live view of pools and busiest clients, each second (q quits)
   reload                       re-read binds.yaml (a bad file keeps the running configuration)
-  pause KEY | resume KEY       hold new requests for a bind / let them through again
+  pause KEY [--wait[=SECONDS]] hold new requests for a bind until resume (running transactions
+                               finish); --wait returns once nothing runs on it (default 60 s max)
+  resume KEY                   let held requests through again
+  kill CLIENT_ID               disconnect one client; its open transactions are rolled back
   drain KEY                    pause and close the bind's connections as they go idle
   reconnect KEY                replace every connection of a bind
   shell                        the shell or script runner, as without a command
@@ -109,6 +117,7 @@ int main(int argc, char** argv) {
   // known only once the command is (options may come before it).
   std::optional<std::string> dash_f, file;
   bool continue_on_error = false;
+  std::optional<std::string> wait;  // pause --wait[=SECONDS]
   std::vector<std::string> positional;
   for (std::size_t i = 0; i < args.size(); ++i) {
     const auto& a = args[i];
@@ -137,6 +146,8 @@ int main(int argc, char** argv) {
     } else if (a == "--version") {
       std::cout << "binds " BINDS_VERSION "\n";
       return 0;
+    } else if (a == "--wait" || a.rfind("--wait=", 0) == 0) {
+      wait = a;
     } else if (a == "--help" || a == "-h") {
       std::cout << kUsage;
       return 0;
@@ -158,6 +169,7 @@ int main(int argc, char** argv) {
     if (dash_f && !parse_format(*dash_f, format)) usage_error("--format must be table, json or csv");
   }
   if (address.empty()) address = default_address();
+  if (wait && cmd != "pause") usage_error("--wait is for pause only");
   if (cmd == "shell") return shell(ShellOptions{address, bind, continue_on_error}, file);
 
   try {
@@ -183,13 +195,22 @@ int main(int argc, char** argv) {
       auto client = Client::connect(address, "binds-cli/0.1.0");
       client.ping();
       std::cout << "ok (" << client.server().server << ", protocol " << client.server().version << ")\n";
-    } else if (cmd == "stats" || cmd == "clients" || cmd == "config" || cmd == "reload" || cmd == "pause" ||
-               cmd == "resume" || cmd == "drain" || cmd == "reconnect") {
+    } else if (cmd == "top") {
+      if (!rest.empty()) usage_error("top takes no arguments");
+      return binds::client::run_top(address);
+    } else if (cmd == "kill") {
+      if (rest.size() != 1) usage_error("kill needs exactly one client id (binds clients lists them)");
+      auto client = Client::connect(address, "binds-cli/0.1.0");
+      print_admin_table(std::cout, client.admin(cmd, std::nullopt, {rest[0]}), format);
+    } else if (cmd == "stats" || cmd == "clients" || cmd == "servers" || cmd == "config" || cmd == "reload" ||
+               cmd == "pause" || cmd == "resume" || cmd == "drain" || cmd == "reconnect") {
       bool needs_key = cmd == "pause" || cmd == "resume" || cmd == "drain" || cmd == "reconnect";
       if (needs_key && rest.size() != 1) usage_error(cmd + " needs exactly one bind key");
       if (!needs_key && !rest.empty()) usage_error(cmd + " takes no arguments");
       auto client = Client::connect(address, "binds-cli/0.1.0");
-      auto table = client.admin(cmd, needs_key ? std::optional<std::string>(rest[0]) : std::nullopt);
+      std::vector<std::string> extra;
+      if (wait) extra.push_back(*wait);
+      auto table = client.admin(cmd, needs_key ? std::optional<std::string>(rest[0]) : std::nullopt, extra);
       print_admin_table(std::cout, table, format);
     } else {
       usage_error("unknown command " + cmd);

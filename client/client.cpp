@@ -292,9 +292,10 @@ std::vector<protocol::BindInfo> Client::list_binds() {
   return out;
 }
 
-protocol::Table Client::admin(const std::string& command, std::optional<std::string> bind) {
+protocol::Table Client::admin(const std::string& command, std::optional<std::string> bind,
+                              std::vector<std::string> args) {
   auto id = impl_->next_id++;
-  impl_->write(protocol::encode_admin(id, protocol::AdminRequest{command, std::move(bind)}));
+  impl_->write(protocol::encode_admin(id, protocol::AdminRequest{command, std::move(bind), std::move(args)}));
   Frame f = reply_frame(id);
   protocol::Table t;
   std::string why;

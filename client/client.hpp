@@ -66,7 +66,8 @@ class Client {
   void ping();
   std::vector<protocol::BindInfo> list_binds();
   // An admin command (stats, clients, config, reload, pause/resume/drain/reconnect KEY).
-  protocol::Table admin(const std::string& command, std::optional<std::string> bind = std::nullopt);
+  protocol::Table admin(const std::string& command, std::optional<std::string> bind = std::nullopt,
+                        std::vector<std::string> args = {});
 
   // Explicit transactions (PROTOCOL.md §6.5). Each returns the completion; errors throw.
   protocol::Complete begin(std::optional<std::string> bind = std::nullopt,

@@ -330,12 +330,17 @@ std::string encode_admin(std::uint32_t id, const AdminRequest& m) {
   std::string f = start_frame();
   StringSink sink{f};
   Packer pk(sink);
-  pk.pack_map(m.bind ? 2 : 1);
+  pk.pack_map(1 + (m.bind ? 1 : 0) + (m.args.empty() ? 0 : 1));
   pack_str(pk, "command");
   pack_str(pk, m.command);
   if (m.bind) {
     pack_str(pk, "bind");
     pack_str(pk, *m.bind);
+  }
+  if (!m.args.empty()) {
+    pack_str(pk, "args");
+    pk.pack_array(static_cast<std::uint32_t>(m.args.size()));
+    for (const auto& a : m.args) pack_str(pk, a);
   }
   return finish_frame(std::move(f), FrameType::admin, id);
 }
@@ -695,7 +700,27 @@ bool decode_cancel(const std::string& body, std::uint32_t& target, std::string& 
 bool decode_admin(const std::string& body, AdminRequest& out, std::string& error) {
   msgpack::object_handle oh;
   if (!unpack_map(body, oh, error)) return false;
-  return get_str(oh.get(), "command", out.command, true, error) && get_bind(oh.get(), out.bind, error);
+  if (!get_str(oh.get(), "command", out.command, true, error) || !get_bind(oh.get(), out.bind, error)) return false;
+  out.args.clear();
+  const Obj* a = find(oh.get(), "args");
+  if (!a || a->type == msgpack::type::NIL) return true;
+  if (a->type != msgpack::type::ARRAY) {
+    error = "\"args\" must be an array of strings";
+    return false;
+  }
+  for (std::uint32_t i = 0; i < a->via.array.size; ++i) {
+    const Obj& x = a->via.array.ptr[i];
+    if (x.type != msgpack::type::STR) {
+      error = "\"args\" must be an array of strings";
+      return false;
+    }
+    out.args.emplace_back(x.via.str.ptr, x.via.str.size);
+    if (!is_valid_utf8(out.args.back())) {
+      error = "\"args\" " + std::to_string(i + 1) + " is not valid UTF-8";
+      return false;
+    }
+  }
+  return true;
 }
 
 bool decode_table(const std::string& body, Table& out, std::string& error) {

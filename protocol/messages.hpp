@@ -69,10 +69,12 @@ struct ErrorInfo {
   std::optional<bool> may_have_executed;
 };
 
-// ADMIN (§9): a command and its optional bind argument.
+// ADMIN (§4.1): a command, its optional bind argument and further arguments (kill's client id,
+// pause's "--wait").
 struct AdminRequest {
   std::string command;
   std::optional<std::string> bind;
+  std::vector<std::string> args;
 };
 
 // TABLE: the reply to ADMIN, a generic table so any client can print it.

@@ -21,6 +21,8 @@ test_pkgs=(
   python3-psycopg2 python3-pymysql
   python3-venv python3-pip sqlite3 procps systemd openssl tmux
   lintian  # tests/deploy/deb_test.sh
+  # promtool (lints /metrics in tests) comes with the prometheus package; tmux drives `binds top`.
+  prometheus
 )
 
 pkgs=("${build_pkgs[@]}")

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <limits>
+#include <map>
 #include <set>
 
 #include "server/notify.hpp"
@@ -25,6 +27,20 @@ std::string join(const std::vector<std::string>& v) {
   for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
   return out.empty() ? "-" : out;
 }
+
+// Admin arguments are typed by people: only plain decimal digits, no sign, no spaces, in range.
+bool parse_count(const std::string& s, std::uint64_t max, std::uint64_t& out) {
+  if (s.empty() || s.size() > 19) return false;
+  out = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    out = out * 10 + static_cast<std::uint64_t>(c - '0');
+  }
+  return out <= max;
+}
+
+constexpr Millis kDefaultPauseWait{60000};
+constexpr std::uint64_t kMaxPauseWaitSeconds = 3600;
 
 }  // namespace
 
@@ -146,16 +162,72 @@ AdminResult Server::admin(const protocol::AdminRequest& req) {
     }
     return out;
   }
+  if ((cmd == "clients" || cmd == "servers" || cmd == "stats" || cmd == "config" || cmd == "reload") &&
+      (req.bind || !req.args.empty()))
+    return fail(ErrorCode::bad_request, cmd + " takes no arguments");
   if (cmd == "clients") {
-    t.columns = {"id", "peer", "connected_s", "requests", "in_flight", "open_transactions"};
+    t.columns = {"id",          "name",       "peer",     "connected_s", "binds", "running",
+                 "running_ms", "requests", "in_flight"};
+    // Which backend connections each client holds, from the pools (pinned = inside a transaction).
+    std::map<std::uint64_t, std::vector<std::string>> held;
+    for (const auto& [key, pool] : rt->pools)
+      for (const auto& slot : pool->slots())
+        if (slot.holder) held[slot.holder].push_back(slot.state == pool::SlotState::pinned ? key + " (in tx)" : key);
     std::lock_guard lock(sessions_mu_);
-    auto now = std::chrono::system_clock::now();
+    const auto now = std::chrono::system_clock::now();
+    const auto steady_now = std::chrono::steady_clock::now();
     for (const auto& [id, e] : sessions_) {
       auto age = std::chrono::duration_cast<std::chrono::seconds>(now - e.info->connected_at).count();
-      t.rows.push_back({num(static_cast<std::int64_t>(id)), text(e.info->peer), num(age),
-                        num(static_cast<std::int64_t>(e.info->requests.load())), num(e.info->in_flight.load()),
-                        num(e.info->pinned.load())});
+      std::string running = "-";
+      Value running_ms;  // nil: nothing runs
+      if (e.info->activity) {
+        auto acts = e.info->activity->snapshot();
+        if (!acts.empty()) {
+          const auto& first = acts.front();  // the oldest
+          running = (first.waiting ? "(waiting for " + first.bind + ") " : first.bind + ": ") + first.sql;
+          if (acts.size() > 1) running += " (+" + std::to_string(acts.size() - 1) + " more)";
+          running_ms = num(std::chrono::duration_cast<std::chrono::milliseconds>(steady_now - first.since).count());
+        }
+      }
+      auto it = held.find(id);
+      t.rows.push_back({num(static_cast<std::int64_t>(id)), text(e.info->get_name()), text(e.info->peer), num(age),
+                        text(it == held.end() ? "-" : join(it->second)), text(running), running_ms,
+                        num(static_cast<std::int64_t>(e.info->requests.load())), num(e.info->in_flight.load())});
     }
+    return out;
+  }
+  if (cmd == "servers") {
+    t.columns = {"bind", "backend", "state", "client", "pid", "age_s", "in_state_ms"};
+    for (const auto& [key, pool] : rt->pools) {
+      const auto backend = std::string(backend_name(pool->config().url.backend));
+      for (const auto& slot : pool->slots()) {
+        const bool connected = slot.state != pool::SlotState::connecting;
+        t.rows.push_back({text(key), text(backend), text(std::string(pool::slot_state_name(slot.state))),
+                          slot.holder ? num(static_cast<std::int64_t>(slot.holder)) : text("-"),
+                          slot.backend_pid ? num(slot.backend_pid) : text("-"),
+                          connected ? num(slot.age_ms / 1000) : Value(), connected ? num(slot.in_state_ms) : Value()});
+      }
+    }
+    return out;
+  }
+  if (cmd == "kill") {
+    std::uint64_t target = 0;
+    if (req.bind || req.args.size() != 1)
+      return fail(ErrorCode::bad_request, "kill needs exactly one client id (binds clients lists them)");
+    if (!parse_count(req.args[0], std::numeric_limits<std::int64_t>::max(), target) || target == 0)
+      return fail(ErrorCode::bad_request, "kill: \"" + req.args[0] + "\" is not a client id (a number from binds clients)");
+    Kill kill;
+    {
+      std::lock_guard lock(sessions_mu_);
+      auto it = sessions_.find(target);
+      if (it == sessions_.end() || !it->second.kill)
+        return fail(ErrorCode::bad_request, "kill: no client #" + req.args[0] + " is connected (binds clients lists them)");
+      kill = it->second.kill;
+    }
+    spdlog::warn("admin: kill client #{}", target);
+    kill("this connection was ended by an administrator (binds kill " + req.args[0] +
+         "); its open transactions are rolled back, nothing of them was committed");
+    t.message = "kill " + req.args[0] + ": client disconnected; its transactions are rolled back";
     return out;
   }
   if (cmd == "config") {
@@ -182,6 +254,22 @@ AdminResult Server::admin(const protocol::AdminRequest& req) {
     if (!req.bind || req.bind->empty()) return fail(ErrorCode::bad_request, cmd + " needs a bind");
     auto it = rt->pools.find(*req.bind);
     if (it == rt->pools.end()) return fail(ErrorCode::unknown_bind, "unknown bind \"" + *req.bind + "\"");
+    if (cmd == "pause" && req.args.size() == 1) {
+      const auto& a = req.args[0];
+      std::uint64_t seconds = 0;
+      if (a == "--wait") {
+        out.wait_limit = kDefaultPauseWait;
+      } else if (a.rfind("--wait=", 0) == 0 && parse_count(a.substr(7), kMaxPauseWaitSeconds, seconds) && seconds > 0) {
+        out.wait_limit = std::chrono::seconds(seconds);
+      } else {
+        return fail(ErrorCode::bad_request, "pause: unknown argument \"" + a + "\" (--wait or --wait=SECONDS, 1 to " +
+                                                std::to_string(kMaxPauseWaitSeconds) + ")");
+      }
+      out.wait_idle = it->second;
+    } else if (!req.args.empty()) {
+      return fail(ErrorCode::bad_request, cmd + " takes one bind and no other arguments" +
+                                              (cmd == "pause" ? std::string(" but --wait[=SECONDS]") : ""));
+    }
     auto& pool = *it->second;
     if (cmd == "pause") pool.pause();
     if (cmd == "resume") pool.resume();
@@ -193,7 +281,36 @@ AdminResult Server::admin(const protocol::AdminRequest& req) {
   }
   return fail(ErrorCode::bad_request,
               "unknown admin command \"" + cmd +
-                  "\" (stats, clients, config, reload, pause, resume, drain, reconnect)");
+                  "\" (stats, clients, servers, config, reload, pause, resume, drain, reconnect, kill)");
+}
+
+asio::awaitable<void> Server::wait_idle(AdminResult& result) {
+  auto pool = std::move(result.wait_idle);
+  const auto started = std::chrono::steady_clock::now();
+  asio::steady_timer tick(co_await asio::this_coro::executor);
+  for (;;) {
+    auto ps = pool->stats();
+    // in_use counts pinned leases: a client inside a transaction is waited for until it ends it
+    // (PgBouncer's PAUSE); resetting ones are rollbacks still running on the backend.
+    const int busy = ps.in_use + ps.resetting;
+    const auto waited = std::chrono::duration_cast<Millis>(std::chrono::steady_clock::now() - started);
+    if (busy == 0) {
+      result.table.message = "pause " + pool->key() + ": done; nothing runs on it (waited " +
+                             std::to_string(waited.count()) + " ms)";
+      co_return;
+    }
+    if (waited >= result.wait_limit) {
+      result.ok = false;
+      result.code = ErrorCode::timeout;
+      result.error = "pause " + pool->key() + ": " + std::to_string(busy) + " connection(s) still busy (" +
+                     std::to_string(ps.pinned) + " inside a transaction) after " + format_duration(result.wait_limit) +
+                     "; the bind stays paused (binds resume " + pool->key() + " undoes it)";
+      co_return;
+    }
+    tick.expires_after(std::chrono::milliseconds(20));
+    boost::system::error_code ec;
+    co_await tick.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  }
 }
 
 }  // namespace binds::server

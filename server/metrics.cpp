@@ -4,13 +4,20 @@
 #include <boost/beast/http.hpp>
 #include <spdlog/spdlog.h>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <charconv>
 #include <chrono>
 #include <cmath>
 #include <exception>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <mutex>
+#include <sstream>
 #include <stdexcept>
 
 #include "protocol/errors.hpp"
@@ -144,6 +151,44 @@ void json_string(std::string& out, std::string_view v) {
 
 }  // namespace
 
+std::optional<ProcessMetrics> read_process_metrics() {
+  // /proc/self/stat: the fields after the command (which may hold spaces and parentheses, so
+  // parse from the last ')').
+  std::ifstream in("/proc/self/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos) return std::nullopt;
+  std::istringstream fields(stat.substr(close + 2));
+  std::vector<std::string> f;
+  for (std::string x; fields >> x;) f.push_back(x);
+  // f[0] is field 3 (state): utime = field 14, stime 15, starttime 22, vsize 23, rss 24.
+  if (f.size() < 22) return std::nullopt;
+  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
+  ProcessMetrics p;
+  try {
+    p.cpu_seconds = (std::stod(f[11]) + std::stod(f[12])) / ticks;
+    p.virtual_bytes = std::stod(f[20]);
+    p.resident_bytes = std::stod(f[21]) * page;
+    // starttime counts clock ticks since boot; boot time is "btime" in /proc/stat.
+    std::ifstream st("/proc/stat");
+    double btime = 0;
+    for (std::string line; std::getline(st, line);)
+      if (line.rfind("btime ", 0) == 0) btime = std::stod(line.substr(6));
+    p.start_time_seconds = btime + std::stod(f[19]) / ticks;
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec))
+    p.open_fds += 1;
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) == 0)
+    p.max_fds = lim.rlim_cur == RLIM_INFINITY ? 0 : static_cast<double>(lim.rlim_cur);
+  return p;
+}
+
 std::string render_prometheus(const MetricsSnapshot& s) {
   std::string out;
   out.reserve(4096 + s.binds.size() * 6144);
@@ -153,6 +198,28 @@ std::string render_prometheus(const MetricsSnapshot& s) {
   e.sample("binds_up", "", 1);
   e.family("binds_uptime_seconds", "gauge", "Seconds since bindsd started.");
   e.sample("binds_uptime_seconds", "", s.uptime_seconds);
+  e.family("binds_build_info", "gauge", "Always 1; the version of the running bindsd in a label.");
+  e.sample("binds_build_info", label("version", s.version), 1);
+  if (s.process) {
+    // Prometheus client libraries' names and help texts, so dashboards made for them just work.
+    const auto& p = *s.process;
+    const struct {
+      const char *name, *type, *help;
+      double value;
+    } process[] = {
+        {"process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", p.cpu_seconds},
+        {"process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", p.resident_bytes},
+        {"process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", p.virtual_bytes},
+        {"process_open_fds", "gauge", "Number of open file descriptors.", p.open_fds},
+        {"process_max_fds", "gauge", "Maximum number of open file descriptors.", p.max_fds},
+        {"process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.",
+         p.start_time_seconds},
+    };
+    for (const auto& m : process) {
+      e.family(m.name, m.type, m.help);
+      e.sample(m.name, "", m.value);
+    }
+  }
   e.family("binds_clients", "gauge", "Client connections currently open.");
   e.sample("binds_clients", "", s.clients_now);
   e.family("binds_clients_total", "counter", "Client connections accepted.");
@@ -182,6 +249,8 @@ std::string render_prometheus(const MetricsSnapshot& s) {
   e.family("binds_pool_closed_broken_total", "counter",
            "Backend connections closed because they broke, could not be cleaned or held what they should not.");
   for (const auto& b : s.binds) e.sample("binds_pool_closed_broken_total", bind_label(b), b.pool.closed_broken);
+  e.family("binds_pool_max", "gauge", "The bind's pool.max: connections it may open at most.");
+  for (const auto& b : s.binds) e.sample("binds_pool_max", bind_label(b), b.pool_max);
   e.family("binds_pool_waiting", "gauge", "Requests waiting for a backend connection.");
   for (const auto& b : s.binds) e.sample("binds_pool_waiting", bind_label(b), b.pool.waiting);
   e.family("binds_pool_connects_total", "counter", "Backend connections opened.");
@@ -204,6 +273,13 @@ std::string render_prometheus(const MetricsSnapshot& s) {
   }
   e.family("binds_pipelined_total", "counter", "Requests sent to the backend behind an unanswered request of the same client.");
   for (const auto& b : s.binds) e.sample("binds_pipelined_total", bind_label(b), b.stats->pipelined.load(std::memory_order_relaxed));
+  e.family("binds_transactions_total", "counter", "Transactions ended by a client's COMMIT or ROLLBACK, by result.");
+  for (const auto& b : s.binds) {
+    e.sample("binds_transactions_total", bind_label(b) + ",result=\"commit\"", b.stats->commits.load(std::memory_order_relaxed));
+    e.sample("binds_transactions_total", bind_label(b) + ",result=\"rollback\"", b.stats->rollbacks.load(std::memory_order_relaxed));
+  }
+  e.family("binds_bytes_in_total", "counter", "Request bytes received from clients.");
+  for (const auto& b : s.binds) e.sample("binds_bytes_in_total", bind_label(b), b.stats->bytes_in.load(std::memory_order_relaxed));
   e.family("binds_bytes_out_total", "counter", "Result bytes sent to clients.");
   for (const auto& b : s.binds) e.sample("binds_bytes_out_total", bind_label(b), b.stats->bytes_out.load(std::memory_order_relaxed));
 

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,12 +21,27 @@ namespace binds::server {
 struct BindMetrics {           // one bind, as the server sees it at scrape time
   std::string key, backend;    // backend: "postgresql" | "mysql" | "sqlite"
   pool::PoolStats pool;
+  int pool_max = 0;
   bool reachable = true;       // false while the pool reports backend_down
   std::shared_ptr<BindStats> stats;  // never null
 };
 
+// The process itself, from /proc/self (Prometheus' conventional process_* metrics).
+struct ProcessMetrics {
+  double cpu_seconds = 0;       // user + system
+  double resident_bytes = 0;
+  double virtual_bytes = 0;
+  double open_fds = 0;
+  double max_fds = 0;           // the soft RLIMIT_NOFILE
+  double start_time_seconds = 0;  // since the Unix epoch
+};
+// Reads /proc/self; nullopt where /proc cannot be read.
+std::optional<ProcessMetrics> read_process_metrics();
+
 struct MetricsSnapshot {
   std::vector<BindMetrics> binds;
+  std::optional<ProcessMetrics> process;
+  std::string version;  // binds_build_info
   std::int64_t clients_now = 0;
   std::uint64_t clients_total = 0, reloads_ok = 0, reloads_failed = 0;
   bool config_loaded = true, listeners_up = true;

@@ -172,11 +172,11 @@ void Server::start() {
 }
 
 std::uint64_t Server::add_session(std::function<void(bool)> closer, std::shared_ptr<ClientInfo> info,
-                                  EndTransactions end_transactions) {
+                                  EndTransactions end_transactions, Kill kill) {
   std::lock_guard lock(sessions_mu_);
   auto id = next_session_++;
   info->id = id;
-  sessions_.emplace(id, SessionEntry{std::move(closer), std::move(info), std::move(end_transactions)});
+  sessions_.emplace(id, SessionEntry{std::move(closer), std::move(info), std::move(end_transactions), std::move(kill)});
   if (stopping_) sessions_[id].closer(false);
   return id;
 }
@@ -229,6 +229,7 @@ MetricsSnapshot Server::metrics_snapshot() {
     b.key = key;
     b.backend = std::string(backend_name(pool->config().url.backend));
     b.pool = pool->stats();
+    b.pool_max = pool->config().pool.max;
     b.reachable = !b.pool.backend_down;
     b.stats = stats().get(key);
     m.binds.push_back(std::move(b));
@@ -240,6 +241,8 @@ MetricsSnapshot Server::metrics_snapshot() {
   m.config_loaded = true;
   m.listeners_up = listening_;
   m.uptime_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  m.process = read_process_metrics();
+  m.version = BINDS_VERSION;
   return m;
 }
 

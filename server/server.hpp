@@ -37,10 +37,23 @@ struct ServerCounters {
 struct ClientInfo {
   std::uint64_t id = 0;
   std::string peer;
+  std::shared_ptr<engine::Activity> activity;  // its requests now (set before the session registers)
+  void set_name(std::string n) {
+    std::lock_guard lock(mu);
+    name = std::move(n);
+  }
+  std::string get_name() const {
+    std::lock_guard lock(mu);
+    return name;
+  }
   std::chrono::system_clock::time_point connected_at = std::chrono::system_clock::now();
   std::atomic<std::uint64_t> requests{0};
   std::atomic<std::int64_t> in_flight{0};
   std::atomic<std::int64_t> pinned{0};  // binds with an open transaction
+
+ private:
+  mutable std::mutex mu;
+  std::string name;  // HELLO "client"
 };
 
 // Loads and validates the configuration (the file plus command-line overrides); throws ConfigError.
@@ -51,6 +64,9 @@ struct AdminResult {
   protocol::ErrorCode code = protocol::ErrorCode::bad_request;  // when !ok
   std::string error;
   protocol::Table table;
+  // pause --wait: the reply is sent once this pool runs nothing (Server::wait_idle).
+  std::shared_ptr<Pool> wait_idle;
+  Millis wait_limit{0};
 };
 
 class Server {
@@ -87,8 +103,11 @@ class Server {
   // end_transactions(pool, reason): roll back the session's transactions held on `pool` (a
   // reload's drain_timeout ran out for it); any thread.
   using EndTransactions = std::function<void(std::shared_ptr<Pool>, std::string reason)>;
+  // kill(message): `binds kill`: tell the client why, then end the session as if it had left
+  // (running statements cancelled, transactions rolled back); any thread.
+  using Kill = std::function<void(std::string message)>;
   std::uint64_t add_session(std::function<void(bool hard)> closer, std::shared_ptr<ClientInfo> info,
-                            EndTransactions end_transactions = {});
+                            EndTransactions end_transactions = {}, Kill kill = {});
   void remove_session(std::uint64_t id);
 
   StatsRegistry& stats() { return engine_.stats(); }
@@ -103,6 +122,9 @@ class Server {
   bool reload(std::string& message);
   // Runs an admin command (PROTOCOL.md §9). Strand/IO thread of the caller.
   AdminResult admin(const protocol::AdminRequest& req);
+  // pause --wait's second half: completes once result.wait_idle runs no statement and holds no
+  // transaction, or with a TIMEOUT error after result.wait_limit (the bind stays paused).
+  asio::awaitable<void> wait_idle(AdminResult& result);
   std::string last_reload_error() const {
     std::lock_guard lock(reload_mu_);
     return last_reload_error_;
@@ -134,6 +156,7 @@ class Server {
     std::function<void(bool)> closer;
     std::shared_ptr<ClientInfo> info;
     EndTransactions end_transactions;
+    Kill kill;
   };
   std::mutex sessions_mu_;
   std::map<std::uint64_t, SessionEntry> sessions_;

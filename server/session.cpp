@@ -148,6 +148,7 @@ struct Session : std::enable_shared_from_this<Session<Socket>> {
   bool local_peer = false;  // Unix socket or loopback TCP: may run admin commands
   bool hello_done = false;
   std::string close_reason;
+  bool closing = false;  // close_reason is set: stop waiting for room in the outbox
   asio::steady_timer deadline;        // handshake deadline, then the drain deadline at close
   asio::steady_timer frame_deadline;  // limits.read_timeout for a frame that has begun to arrive
   asio::steady_timer write_deadline;  // limits.write_timeout for each write to the client
@@ -159,6 +160,8 @@ struct Session : std::enable_shared_from_this<Session<Socket>> {
   // sees end-of-input and the session drains its outbox before closing.
   void finish(std::string reason) {
     if (close_reason.empty()) close_reason = std::move(reason);
+    closing = true;
+    outbox.wake_room_waiters();  // a reader waiting for room sees close_reason
     boost::system::error_code ec;
     socket.shutdown(Socket::shutdown_receive, ec);
   }
@@ -166,6 +169,8 @@ struct Session : std::enable_shared_from_this<Session<Socket>> {
   // Strand only. Ends the connection: the reader sees the socket close and cleans up.
   void close(std::string reason) {
     if (close_reason.empty()) close_reason = std::move(reason);
+    closing = true;
+    outbox.wake_room_waiters();  // a reader waiting for room sees close_reason
     boost::system::error_code ec;
     socket.close(ec);
   }
@@ -199,6 +204,8 @@ struct Session : std::enable_shared_from_this<Session<Socket>> {
   engine::ClientSession& requests() {
     if (!engine) {
       engine = std::make_shared<engine::ClientSession>(server.engine(), socket.get_executor(), responder, id, limits);
+      engine->set_activity(info->activity);
+      if (hello_done) engine->set_client_name(info->get_name());
       engine->on_idle([w = this->weak_from_this()] {
         auto s = w.lock();
         if (!s) return;
@@ -273,6 +280,17 @@ void submit(const SessionPtr<Socket>& s, engine::Request r) {
   s->refresh_info();
 }
 
+template <class Socket>
+asio::awaitable<void> admin_wait(SessionPtr<Socket> s, std::uint32_t id, std::optional<std::string> bind,
+                                 AdminResult result) {
+  co_await s->server.wait_idle(result);
+  if (!result.ok) {
+    s->send_error(id, result.code, result.error, bind);
+    co_return;
+  }
+  s->outbox.push(protocol::encode_table(id, result.table));
+}
+
 // Returns a close reason, or "" to keep going.
 template <class Socket>
 std::string handle_frame(const SessionPtr<Socket>& s, FrameDecoder& dec, const Frame& f) {
@@ -301,6 +319,8 @@ std::string handle_frame(const SessionPtr<Socket>& s, FrameDecoder& dec, const F
     s->outbox.push(protocol::encode_hello_ok(protocol::HelloOk{protocol::kProtocolVersion, std::string(kServerName),
                                                                s->limits.max_frame, s->limits.batch_rows,
                                                                routes->config->default_bind}));
+    s->info->set_name(hello.client);
+    if (s->engine) s->engine->set_client_name(hello.client);  // else when it is made
     spdlog::debug("client #{}: handshake done ({})", s->id, hello.client);
     return {};
   }
@@ -318,6 +338,7 @@ std::string handle_frame(const SessionPtr<Socket>& s, FrameDecoder& dec, const F
       r.sql = std::move(q.sql);
       r.params = std::move(q.params);
       r.timeout_ms = q.timeout_ms;
+      r.wire_bytes = protocol::kHeaderSize + f.body.size();
       submit(s, std::move(r));
       break;
     }
@@ -333,6 +354,7 @@ std::string handle_frame(const SessionPtr<Socket>& s, FrameDecoder& dec, const F
       r.bind = std::move(b.bind);
       r.isolation = b.isolation;
       r.read_only = b.read_only;
+      r.wire_bytes = protocol::kHeaderSize + f.body.size();
       submit(s, std::move(r));
       break;
     }
@@ -348,6 +370,7 @@ std::string handle_frame(const SessionPtr<Socket>& s, FrameDecoder& dec, const F
       r.id = id;
       r.kind = f.type() == FrameType::commit ? engine::Kind::commit : engine::Kind::rollback;
       r.bind = std::move(wanted);
+      r.wire_bytes = protocol::kHeaderSize + f.body.size();
       submit(s, std::move(r));
       break;
     }
@@ -375,6 +398,11 @@ std::string handle_frame(const SessionPtr<Socket>& s, FrameDecoder& dec, const F
       }
       spdlog::info("client #{}: admin {}{}", s->id, req.command, req.bind ? " " + *req.bind : "");
       auto result = s->server.admin(req);
+      if (result.ok && result.wait_idle) {
+        // pause --wait: answered later; the connection goes on meanwhile.
+        asio::co_spawn(s->socket.get_executor(), admin_wait(s, id, req.bind, std::move(result)), asio::detached);
+        break;
+      }
       if (!result.ok) {
         s->send_error(id, result.code, result.error, req.bind);
         break;
@@ -431,7 +459,7 @@ asio::awaitable<std::string> read_loop(const SessionPtr<Socket>& s) {
   for (;;) {
     // Backpressure: while the client's unread replies fill its buffer, take no more requests from
     // it. The writer wakes us as it drains; write_timeout cuts a client that never reads.
-    if (s->outbox.full() && s->close_reason.empty()) co_await s->outbox.room();
+    if (s->outbox.full() && s->close_reason.empty()) co_await s->outbox.room(&s->closing);
     if (!s->close_reason.empty()) co_return s->close_reason;
     boost::system::error_code ec;
     const std::size_t n = co_await s->socket.async_read_some(asio::buffer(s->small_read),
@@ -493,6 +521,7 @@ asio::awaitable<void> session_main(Server& server, Socket socket, std::string pe
   s->peer = std::move(peer);
   s->local_peer = local;
   s->info->peer = s->peer;
+  s->info->activity = std::make_shared<engine::Activity>();
   s->id = server.add_session(
       // Only `s` captured (not the executor too): these live as long as the client, 10,000 idle
       // clients hold 10,000 of each.
@@ -511,6 +540,17 @@ asio::awaitable<void> session_main(Server& server, Socket socket, std::string pe
       [s](std::shared_ptr<Pool> pool, std::string reason) {
         asio::post(s->socket.get_executor(), [s, pool = std::move(pool), reason = std::move(reason)] {
           if (s->engine) s->engine->end_transactions(pool, reason);
+        });
+      },
+      [s](std::string message) {
+        asio::post(s->socket.get_executor(), [s, message = std::move(message)] {
+          // Connection-level (request id 0), then the session ends as if the client had left:
+          // what runs is cancelled, open transactions roll back before their connections return.
+          ErrorInfo info;
+          info.code = ErrorCode::cancelled;
+          info.message = std::move(message);
+          s->outbox.push(protocol::encode_error_within(0, std::move(info), s->limits.max_frame));
+          s->finish("killed by an administrator");
         });
       });
   server.counters().clients_total++;

@@ -176,6 +176,18 @@ class Connection {
   // statement): the pool closes it when it is released instead of keeping it idle.
   virtual bool wants_replacement() const { return false; }
 
+  // The backend's own id for this session (PostgreSQL BackendKeyData pid, MariaDB thread id);
+  // 0 where there is none (SQLite). For admin views; any thread (fixed once connected).
+  virtual std::int64_t backend_pid() const { return 0; }
+  // Queues the statement that makes the backend show `name` as this session's client
+  // (PostgreSQL application_name), only when the session does not show it already; its outcome
+  // comes from receive() like a statement's. Returns whether anything was queued. Backends without
+  // a per-session client name queue nothing.
+  virtual bool send_client_name(std::string_view name) {
+    (void)name;
+    return false;
+  }
+
   // A round trip (only when looks_alive() cannot tell, e.g. after long idleness).
   virtual asio::awaitable<bool> ping() = 0;
 

@@ -149,11 +149,13 @@ class MysqlConnection final : public Connection {
       rollback_on_timeout_ = v && (*v == "1" || *v == "ON");
     }
     server_status_ = m->server_status;
+    thread_id_ = static_cast<std::int64_t>(mysql_thread_id(m));
     canceller_ = std::make_shared<Canceller>(params_, address_, mysql_thread_id(m));
     co_return std::nullopt;
   }
 
   Backend backend() const override { return Backend::mysql; }
+  std::int64_t backend_pid() const override { return thread_id_; }
   int max_pipeline() const override { return 1; }
 
   void send(const Statement& statement) override {
@@ -1001,6 +1003,7 @@ class MysqlConnection final : public Connection {
   Handle h_;
   std::unique_ptr<Socket> sock_;
   std::shared_ptr<Canceller> canceller_;
+  std::int64_t thread_id_ = 0;
   std::deque<Pending> queue_;
   bool broken_ = false;
   bool aborted_ = false;

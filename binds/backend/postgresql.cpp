@@ -139,7 +139,10 @@ class PgConnection final : public Connection {
         target_(std::move(s.cancel)),
         tracker_(std::make_shared<CancelTracker>()),
         parameters_(std::move(s.parameters)),
-        tx_(s.tx) {}
+        tx_(s.tx) {
+    for (const auto& [name, value] : parameters_)
+      if (name == "application_name") startup_app_ = app_now_ = value;
+  }
 
   ~PgConnection() override {
     // Best effort and never blocking (a destructor cannot await): the server then logs a clean
@@ -157,6 +160,8 @@ class PgConnection final : public Connection {
 
   void send(const Statement& statement) override;
   void send_reset() override;
+  bool send_client_name(std::string_view name) override;
+  std::int64_t backend_pid() const override { return target_.pid; }
   asio::awaitable<Outcome> receive(ResultSink& sink) override;
   void cancel() override;
   void abort() override;
@@ -201,6 +206,9 @@ class PgConnection final : public Connection {
   const CancelTarget target_;
   const std::shared_ptr<CancelTracker> tracker_;
   std::vector<std::pair<std::string, std::string>> parameters_;
+  // application_name as the start-up packet set it (DISCARD ALL returns to it), and as the session
+  // will have it once everything queued has run (PgBouncer's tracked parameters).
+  std::string startup_app_, app_now_;
   TxStatus tx_;
 
   StatementCache cache_;
@@ -331,6 +339,7 @@ void PgConnection::send_reset() {
   // DISCARD ALL drops every prepared statement; statements queued before it keep their (pinned)
   // entries, later ones parse afresh.
   cache_.clear();
+  app_now_ = startup_app_;
   // A simple query in the same write as whatever follows: the reset costs no round trip of its own.
   const std::size_t start = out_.size();
   (void)pgwire::encode_query(out_, "DISCARD ALL");
@@ -418,9 +427,34 @@ Step PgConnection::protocol_error(const char* what) {
   return Step::broken;
 }
 
+bool PgConnection::send_client_name(std::string_view name) {
+  // What PostgreSQL itself would keep of it (pg_clean_ascii, NAMEDATALEN): printable ASCII, 63
+  // bytes; so an unchanged name compares equal to what the session reports and costs nothing.
+  std::string clean;
+  for (char c : name.substr(0, 63)) clean += (c >= 32 && c <= 126) ? c : '?';
+  if (broken_ || clean == app_now_) return false;
+  app_now_ = clean;
+  // An E'' literal means the same whatever standard_conforming_strings says.
+  std::string sql = "SET application_name = E'";
+  for (char c : clean) {
+    if (c == '\\' || c == '\'') sql += '\\';
+    sql += c;
+  }
+  sql += "'";
+  Pending p;
+  // Answered like a reset: its ParameterStatus is the point, not session state to clean up.
+  p.kind = Pending::Kind::reset;
+  const std::size_t start = out_.size();
+  (void)pgwire::encode_query(out_, sql);
+  p.bytes = out_.size() - start;
+  push(std::move(p));
+  return true;
+}
+
 void PgConnection::note_parameter(const pgwire::Message& m, Outcome* out) {
   auto p = pgwire::decode_parameter_status(m);
   if (!p) return;
+  if (p->name == "application_name") app_now_.assign(p->value);
   for (auto& [name, value] : parameters_) {
     if (name == p->name) {
       if (value == p->value) return;

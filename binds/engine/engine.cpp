@@ -75,6 +75,10 @@ std::shared_ptr<pool::Pool> Routes::resolve(const std::optional<std::string>& ke
 std::shared_ptr<pool::Pool> make_pool(asio::any_io_executor ex, const BindConfig& bind) {
   backend::ConnectOptions options;
   options.bind_key = bind.key;
+  // Who opened the session, as the backend shows it: MariaDB keeps connection attributes for the
+  // session's life (per-client names cannot follow a pooled connection there); PostgreSQL starts
+  // with it and then shows each client's own name (send_client_name).
+  options.application_name = "bindsd:" + bind.key;
   options.sqlite_attach_dir = bind.attach_dir;
   options.worker_threads = std::min(bind.pool.max, 8);
   // Connections open on the executor of whoever asked the pool (a client's strand); their I/O then
@@ -83,6 +87,50 @@ std::shared_ptr<pool::Pool> make_pool(asio::any_io_executor ex, const BindConfig
     return backend::connect(ex, url, options);
   };
   return std::make_shared<pool::Pool>(ex, bind, std::move(factory), nullptr);
+}
+
+// ---- Activity ----
+
+std::string Activity::summary(std::string_view sql) {
+  std::string out;
+  bool space = false;
+  for (char c : sql) {
+    if (c == ' ' || c == '\n' || c == '\t' || c == '\r') {
+      space = !out.empty();
+      continue;
+    }
+    if (space) out += ' ';
+    space = false;
+    out += c;
+    if (out.size() > kSummaryBytes) break;
+  }
+  if (out.size() <= kSummaryBytes) return out;
+  // Cut on a character boundary (never half a UTF-8 sequence), and say it was cut.
+  std::size_t cut = kSummaryBytes;
+  while (cut > 0 && (static_cast<unsigned char>(out[cut]) & 0xC0) == 0x80) --cut;
+  out.resize(cut);
+  return out + "...";
+}
+
+void Activity::begin(std::uint32_t id, std::string bind, std::string sql) {
+  std::lock_guard lock(mu_);
+  now_.push_back(Now{id, std::move(bind), std::move(sql), std::chrono::steady_clock::now(), true});
+}
+
+void Activity::running(std::uint32_t id) {
+  std::lock_guard lock(mu_);
+  for (auto& n : now_)
+    if (n.id == id) n.waiting = false;
+}
+
+void Activity::end(std::uint32_t id) {
+  std::lock_guard lock(mu_);
+  std::erase_if(now_, [id](const Now& n) { return n.id == id; });
+}
+
+std::vector<Activity::Now> Activity::snapshot() const {
+  std::lock_guard lock(mu_);
+  return now_;
 }
 
 // ---- ClientSession ----
@@ -98,6 +146,8 @@ struct ClientSession::Running {
   asio::steady_timer deadline;  // statement timeout, then the abandon grace
   asio::steady_timer retry;     // paces repeated cancels
   std::shared_ptr<std::function<void()>> repeat;  // the repeating cancel (held while it may fire)
+  // Ends its wait for a connection (a paused bind holds requests until resume).
+  std::shared_ptr<pool::AcquireCanceller> acquiring = std::make_shared<pool::AcquireCanceller>();
 };
 
 struct ClientSession::Lane {
@@ -207,6 +257,7 @@ void ClientSession::submit(Request r) {
   ++in_flight_;
   r.bind = key;
   Lane& l = lane(key);
+  l.stats->bytes_in.fetch_add(r.wire_bytes, std::memory_order_relaxed);
   l.queue.push_back(Lane::Queued{std::move(r), std::move(pool), false, {}});
   start_lane(key, l);
 }
@@ -350,8 +401,11 @@ void ClientSession::stop(const std::shared_ptr<Running>& r, ErrorCode why) {
   r->stop = why;
   r->stopping = true;
   out_.wake();  // its rows may be waiting for a client that does not read
-  // Still waiting for a connection: execute() sees the stop once it has one and runs nothing.
-  if (!r->conn) return;
+  // Still waiting for a connection: the wait ends now, and execute() runs nothing.
+  if (!r->conn) {
+    r->acquiring->cancel();
+    return;
+  }
   // A backend forwards a cancel only while a statement runs, so one sent in the instant before the
   // statement starts is dropped: repeat it until the statement ends (a cancel never outlives the
   // statement it was sent for, so repeating is safe).
@@ -457,6 +511,9 @@ asio::awaitable<void> ClientSession::execute(Lane& l, Request req, std::shared_p
   // A lease kept between requests comes from the pool that served the previous one; a reload may
   // have replaced the bind's pool since.
   if (!sent && l.lease && !l.pinned() && l.lease.pool_ptr() != pool_ptr) l.lease.release();
+  // A paused bind holds new requests: a client with more queued must not keep running on the
+  // connection it holds between them (only a transaction keeps its connection through a pause).
+  if (!sent && l.lease && !l.pinned() && l.lease.pool().paused()) l.lease.release();
   pool::Pool& pool = l.lease ? l.lease.pool() : *pool_ptr;
   std::vector<std::string> statements;
   if (kind == Kind::begin) {
@@ -485,21 +542,29 @@ asio::awaitable<void> ClientSession::execute(Lane& l, Request req, std::shared_p
   run->id = id;
   l.current = run;
   running_[id] = run;
+  activity_->begin(id, bind,
+                   kind == Kind::query    ? Activity::summary(req.sql)
+                   : kind == Kind::begin  ? "BEGIN"
+                   : kind == Kind::commit ? "COMMIT"
+                                          : "ROLLBACK");
   struct Unregister {
     ClientSession* self;
     Lane& l;
     std::uint32_t id;
     ~Unregister() {
       self->running_.erase(id);
+      self->activity_->end(id);
       l.current.reset();
     }
   } unregister{this, l, id};
   if (!l.lease) {
-    auto acquired = co_await pool.acquire();
+    std::optional<std::chrono::steady_clock::duration> paused_limit;
+    if (req.timeout_ms) paused_limit = std::chrono::milliseconds(req.timeout_ms);
+    auto acquired = co_await pool.acquire(paused_limit, run->acquiring);
     stats.pool_wait.observe(std::chrono::steady_clock::now() - started);
-    if (run->stop && !acquired.error) {
+    if (run->stop) {
       // Stopped while it waited: nothing reached the backend.
-      acquired.lease.release();
+      if (acquired.lease) acquired.lease.release();
       run->done = true;
       if (!closing_) {
         send_error(id, *run->stop,
@@ -514,7 +579,7 @@ asio::awaitable<void> ClientSession::execute(Lane& l, Request req, std::shared_p
       info.code = acquired.error->code;
       info.message = acquired.error->message;
       info.bind = bind;
-      if (info.code == ErrorCode::backend_unavailable) info.may_have_executed = false;
+      if (info.code == ErrorCode::backend_unavailable || info.code == ErrorCode::timeout) info.may_have_executed = false;
       send_error(id, std::move(info));
       co_return;
     }
@@ -528,10 +593,15 @@ asio::awaitable<void> ClientSession::execute(Lane& l, Request req, std::shared_p
   // where the backend pipelines. On PostgreSQL any statement may have changed the session without
   // the SQL text showing it (a DO block, a function setting search_path), so it always resets.
   bool reset = false;
+  // Only when the connection comes to this client: within its own session (a transaction, or a
+  // SET application_name of its own) the client's choices stand.
+  const bool arriving = !sent && !was_pinned && slot.last_client != client_;
   if (!sent && !was_pinned && slot.last_client != 0 && slot.last_client != client_) {
     reset = slot.dirty || pool.config().reset_always || backend == Backend::postgresql;
   }
   slot.last_client = client_;
+  slot.holder = client_;
+  activity_->running(id);
   if (reset) slot.dirty = false;
   if (!sent && kind == Kind::query && may_change_session_state(backend, req.sql)) slot.dirty = true;
 
@@ -566,11 +636,17 @@ asio::awaitable<void> ClientSession::execute(Lane& l, Request req, std::shared_p
       conn.send_reset();
       pending_reset = 1;
     }
+    // The client's name as application_name (PgBouncer's tracked parameters): queued only when
+    // the session shows another one, in the same write as the statement.
+    // An application_name fixed in the bind's URL is the operator's choice and stays.
+    if (arriving && !client_name_.empty() && !pool.config().url.options.count("application_name") &&
+        conn.send_client_name(client_name_))
+      ++pending_reset;
     while (next < ops.size() && conn.outstanding() < window) conn.send(ops[next++]);
     if (kind == Kind::query && timeout.count() == 0 && !run->stop) prefetch(l, conn);
-    if (pending_reset) {
+    for (; pending_reset > 0; --pending_reset) {
       auto r = co_await conn.receive(discard);
-      if (r.error) {
+      if (r.error && !reset_failed) {
         reset_failed = true;
         out = std::move(r);
       }
@@ -641,6 +717,10 @@ asio::awaitable<void> ClientSession::execute(Lane& l, Request req, std::shared_p
   slot.tx = broken ? TxStatus::unknown : out.tx;
   const bool in_tx = !broken && (out.tx == TxStatus::in_tx || out.tx == TxStatus::failed_tx);
   l.failed_tx = in_tx && out.tx == TxStatus::failed_tx;
+  if (was_pinned && !in_tx && !out.error) {
+    const bool committed = kind == Kind::commit || (kind == Kind::query && is_transaction_commit(req.sql));
+    (committed ? stats.commits : stats.rollbacks).fetch_add(1, std::memory_order_relaxed);
+  }
   l.lease.set_pinned(in_tx);
   // Back to the pool before the client reads the reply (a broken one to be closed at once).
   if (broken || (!in_tx && l.queue.empty())) l.lease.release();

@@ -22,6 +22,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -92,6 +93,30 @@ class Responder {
 
 enum class Kind { query, begin, commit, rollback };
 
+// What admin views show of one client's requests now: written on the client's strand, read from
+// any thread. Never parameter values; SQL only as a short summary.
+class Activity {
+ public:
+  struct Now {
+    std::uint32_t id = 0;
+    std::string bind;
+    std::string sql;  // summary(): whitespace collapsed, at most kSummaryBytes
+    std::chrono::steady_clock::time_point since;
+    bool waiting = true;  // for a connection (the pool is busy or paused)
+  };
+  static constexpr std::size_t kSummaryBytes = 60;
+  static std::string summary(std::string_view sql);
+
+  void begin(std::uint32_t id, std::string bind, std::string sql);
+  void running(std::uint32_t id);
+  void end(std::uint32_t id);
+  std::vector<Now> snapshot() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<Now> now_;
+};
+
 struct Request {
   Kind kind = Kind::query;
   std::uint32_t id = 0;
@@ -101,6 +126,7 @@ struct Request {
   std::uint32_t timeout_ms = 0;     // 0 = the bind's statement_timeout
   protocol::Isolation isolation = protocol::Isolation::backend_default;  // begin
   bool read_only = false;                                                // begin
+  std::size_t wire_bytes = 0;  // the request's size on the wire (binds_bytes_in_total)
 };
 
 class ClientSession : public std::enable_shared_from_this<ClientSession> {
@@ -118,6 +144,12 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool cancel(std::uint32_t target);
   // Rolls back the transactions this client holds on `pool` (a reload's drain timeout ran out).
   void end_transactions(const std::shared_ptr<pool::Pool>& pool, const std::string& reason);
+
+  // The client's name (HELLO "client"): PostgreSQL shows it as application_name. Strand only.
+  void set_client_name(std::string name) { client_name_ = std::move(name); }
+  // Where the session records its requests for admin views (the front end's, shared). Strand
+  // only, before the first request.
+  void set_activity(std::shared_ptr<Activity> a) { activity_ = std::move(a); }
 
   // Requests queued or running (not counting internal ones).
   int in_flight() const { return in_flight_; }
@@ -161,6 +193,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool closing_ = false;
   std::function<void()> on_idle_;
   asio::steady_timer lanes_done_;
+  std::string client_name_;
+  std::shared_ptr<Activity> activity_ = std::make_shared<Activity>();
   // Per-client log rate limit (a client that makes every request fail must not flood the log).
   int log_used_ = 0;
   std::uint64_t log_dropped_ = 0;

@@ -20,6 +20,7 @@
 
 #include <utility>
 #include <boost/asio.hpp>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -27,7 +28,10 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "binds/backend/backend.hpp"
 #include "binds/config.hpp"
@@ -85,7 +89,21 @@ struct BasicSlot {
   TxStatus tx = TxStatus::idle;   // as of the last statement (the engine keeps it current)
   std::uint64_t generation = 0;   // reconnect() retires every connection of older generations
   SlotState state = SlotState::connecting;
+  typename Clock::time_point state_since{};  // for admin views
+  // The client whose request holds it now (0 = none); set by the engine, read by admin views.
+  std::atomic<std::uint64_t> holder{0};
 };
+
+// One backend connection as `binds servers` shows it.
+struct SlotInfo {
+  SlotState state = SlotState::connecting;
+  std::uint64_t holder = 0;         // client id, 0 = none
+  std::int64_t backend_pid = 0;     // 0 = none (SQLite) or not connected yet
+  std::int64_t age_ms = 0;
+  std::int64_t in_state_ms = 0;
+};
+
+inline std::string_view slot_state_name(SlotState s);
 
 struct PoolStats {
   int open = 0;  // everything that counts against max: connecting + idle + in use + resetting
@@ -109,6 +127,42 @@ struct PoolStats {
 
 template <class Clock>
 class BasicPool;
+
+// Lets whoever waits in acquire() give up early (a CANCEL, a client that left or was killed): a
+// request held by a paused pool must not keep its client open until resume. Any thread.
+class AcquireCanceller {
+ public:
+  // The acquire (waiting now or later) returns ErrorCode::cancelled instead of waiting on.
+  void cancel() {
+    std::function<void()> f;
+    {
+      std::lock_guard lock(mu_);
+      cancelled_ = true;
+      f = std::move(fn_);
+    }
+    if (f) f();
+  }
+  bool cancelled() {
+    std::lock_guard lock(mu_);
+    return cancelled_;
+  }
+  // The pool's side: what cancel() does while a wait is on; false if already cancelled.
+  bool arm(std::function<void()> f) {
+    std::lock_guard lock(mu_);
+    if (cancelled_) return false;
+    fn_ = std::move(f);
+    return true;
+  }
+  void disarm() {
+    std::lock_guard lock(mu_);
+    fn_ = nullptr;
+  }
+
+ private:
+  std::mutex mu_;
+  bool cancelled_ = false;
+  std::function<void()> fn_;
+};
 
 // Exclusive use of one backend connection. Destroying a lease returns the connection to its pool:
 // rolled back first if it is still inside a transaction, closed if it broke.
@@ -182,24 +236,35 @@ class BasicPool : public std::enable_shared_from_this<BasicPool<Clock>> {
   void stop();   // fails waiters, closes idle connections; leases still out close when they return
 
   // Admin controls (any thread).
-  void pause();      // hand out nothing (requests wait); resume undoes it
+  // Hand out nothing: requests wait (acquire_timeout does not run out while paused, as PgBouncer's
+  // PAUSE holds them); resume undoes it and gives each waiter a fresh acquire_timeout.
+  void pause();
   void resume();
   void drain();      // pause, and close every connection as soon as it is idle
   void reconnect();  // replace every connection: idle ones now, busy ones when they return
   void retire();     // the pool left the routing table (reload): serve what holds it, keep nothing
 
+  bool paused() {
+    std::lock_guard lock(mu_);
+    return paused_;
+  }
   const BindConfig& config() const { return config_; }
   const std::string& key() const { return config_.key; }
 
-  // Waits up to acquire_timeout for a connection. Returns at once (no suspension) when one is
-  // idle. Any strand.
-  asio::awaitable<AcquireResult> acquire();
+  // Waits up to acquire_timeout for a connection (while paused: until resume). Returns at once
+  // (no suspension) when one is idle. paused_limit bounds a wait that the pool's pause prolongs
+  // (the request's own timeout; ErrorCode::timeout); canceller ends the wait early
+  // (ErrorCode::cancelled). Any strand.
+  asio::awaitable<AcquireResult> acquire(std::optional<typename Clock::duration> paused_limit = std::nullopt,
+                                         std::shared_ptr<AcquireCanceller> canceller = nullptr);
 
   // Deadlines: waiters past acquire_timeout, idle connections past idle_timeout or max_lifetime,
   // reconnect backoff, connections below min. Runs on the tick; tests call it.
   void maintain();
 
   PoolStats stats();
+  // Every connection of the pool now, connects under way included. Any thread.
+  std::vector<SlotInfo> slots();
 
   // For tests: connects begun (including failed ones).
   std::uint64_t connect_attempts() {
@@ -212,11 +277,16 @@ class BasicPool : public std::enable_shared_from_this<BasicPool<Clock>> {
   struct Waiter;
 
   void release(std::unique_ptr<Slot> slot, bool broken);
+  void cancel_waiter(const std::shared_ptr<Waiter>& w);
   void set_pinned(Slot& slot, bool pinned);
   void maybe_connect_locked();
   asio::awaitable<void> connect_one();
   void connect_done(std::unique_ptr<backend::Connection> conn, BackendError err);
   void grant_locked(std::unique_ptr<Slot> slot);
+  void enter_locked(Slot& slot, SlotState state) {
+    slot.state = state;
+    slot.state_since = Clock::now();
+  }
   void close_slot(std::unique_ptr<Slot> slot);  // lock NOT held
   asio::awaitable<void> rollback_then_release(std::unique_ptr<Slot> slot);
   bool expired(const Slot& s, time_point now) const { return now - s.created >= config_.pool.max_lifetime; }
@@ -234,6 +304,7 @@ class BasicPool : public std::enable_shared_from_this<BasicPool<Clock>> {
   std::mutex mu_;
   std::deque<std::unique_ptr<Slot>> idle_;  // back = most recently used
   std::deque<std::shared_ptr<Waiter>> waiters_;
+  std::set<const Slot*> all_;  // every connected slot, wherever it is (idle_, a lease, closing)
   int connecting_ = 0, in_use_ = 0, pinned_ = 0, resetting_ = 0, closing_ = 0;
   bool stopped_ = false, paused_ = false, draining_ = false, retired_ = false;
   std::uint64_t generation_ = 0;

@@ -36,6 +36,7 @@ struct BasicPool<Clock>::Waiter : std::enable_shared_from_this<BasicPool<Clock>:
   bool done = false;
   time_point since{};
   time_point deadline{};
+  std::optional<time_point> paused_limit;  // the request's own timeout, applied while paused
 
   // Lock held. Wakes the waiting coroutine on its own executor (timers are not thread-safe); the
   // waiter runs on a strand, so this cannot overtake its async_wait.
@@ -132,6 +133,9 @@ void BasicPool<Clock>::resume() {
   std::lock_guard lock(mu_);
   paused_ = false;
   draining_ = false;
+  // They waited for the administrator, not for a connection: acquire_timeout starts over.
+  const auto now = Clock::now();
+  for (auto& w : waiters_) w->deadline = std::max(w->deadline, now + config_.pool.acquire_timeout);
   while (!waiters_.empty() && !idle_.empty()) {
     auto s = std::move(idle_.back());
     idle_.pop_back();
@@ -202,6 +206,37 @@ PoolStats BasicPool<Clock>::stats() {
   return s;
 }
 
+inline std::string_view slot_state_name(SlotState s) {
+  switch (s) {
+    case SlotState::connecting: return "connecting";
+    case SlotState::idle: return "idle";
+    case SlotState::in_use: return "in use";
+    case SlotState::pinned: return "pinned";
+    case SlotState::resetting: return "resetting";
+    case SlotState::closing: return "closing";
+  }
+  return "?";
+}
+
+template <class Clock>
+std::vector<SlotInfo> BasicPool<Clock>::slots() {
+  std::lock_guard lock(mu_);
+  const auto now = Clock::now();
+  auto ms = [](auto d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
+  std::vector<SlotInfo> out;
+  for (const Slot* s : all_) {
+    SlotInfo i;
+    i.state = s->state;
+    i.holder = (s->state == SlotState::in_use || s->state == SlotState::pinned) ? s->holder.load() : 0;
+    i.backend_pid = s->conn ? s->conn->backend_pid() : 0;
+    i.age_ms = ms(now - s->created);
+    i.in_state_ms = ms(now - s->state_since);
+    out.push_back(i);
+  }
+  for (int n = 0; n < connecting_; ++n) out.push_back(SlotInfo{});
+  return out;
+}
+
 template <class Clock>
 BackendError BasicPool<Clock>::unavailable_error() const {
   return detail::make_error(protocol::ErrorCode::backend_unavailable,
@@ -209,7 +244,8 @@ BackendError BasicPool<Clock>::unavailable_error() const {
 }
 
 template <class Clock>
-asio::awaitable<typename BasicPool<Clock>::AcquireResult> BasicPool<Clock>::acquire() {
+asio::awaitable<typename BasicPool<Clock>::AcquireResult> BasicPool<Clock>::acquire(
+    std::optional<typename Clock::duration> paused_limit, std::shared_ptr<AcquireCanceller> canceller) {
   const auto ex = co_await asio::this_coro::executor;
   for (;;) {
     std::unique_ptr<Slot> slot;
@@ -230,7 +266,7 @@ asio::awaitable<typename BasicPool<Clock>::AcquireResult> BasicPool<Clock>::acqu
           continue;
         }
         slot = std::move(s);
-        slot->state = SlotState::in_use;
+        enter_locked(*slot, SlotState::in_use);
         ++in_use_;
         break;
       }
@@ -238,6 +274,7 @@ asio::awaitable<typename BasicPool<Clock>::AcquireResult> BasicPool<Clock>::acqu
         waiter = std::make_shared<Waiter>(ex);
         waiter->since = now;
         waiter->deadline = now + config_.pool.acquire_timeout;
+        if (paused_limit) waiter->paused_limit = now + *paused_limit;
         waiter->signal.expires_at(asio::steady_timer::time_point::max());
         waiters_.push_back(waiter);
         maybe_connect_locked();
@@ -245,6 +282,19 @@ asio::awaitable<typename BasicPool<Clock>::AcquireResult> BasicPool<Clock>::acqu
     }
     for (auto& s : stale) close_slot(std::move(s));
     if (waiter) {
+      if (canceller && !canceller->arm([weak = this->weak_from_this(), w = std::weak_ptr<Waiter>(waiter)] {
+            auto self = weak.lock();
+            auto waiter = w.lock();
+            if (self && waiter) self->cancel_waiter(waiter);
+          })) {
+        cancel_waiter(waiter);
+      }
+      struct Disarm {
+        AcquireCanceller* c;
+        ~Disarm() {
+          if (c) c->disarm();
+        }
+      } disarm{canceller.get()};
       boost::system::error_code ec;
       while (true) {
         {
@@ -273,13 +323,23 @@ asio::awaitable<typename BasicPool<Clock>::AcquireResult> BasicPool<Clock>::acqu
 }
 
 template <class Clock>
+void BasicPool<Clock>::cancel_waiter(const std::shared_ptr<Waiter>& w) {
+  std::lock_guard lock(mu_);
+  if (w->done) return;
+  waiters_.erase(std::remove(waiters_.begin(), waiters_.end(), w), waiters_.end());
+  w->failed = detail::make_error(protocol::ErrorCode::cancelled,
+                                 "bind " + config_.key + ": stopped while waiting for a connection");
+  w->wake();
+}
+
+template <class Clock>
 void BasicPool<Clock>::set_pinned(Slot& slot, bool pinned) {
   std::lock_guard lock(mu_);
   if (pinned && slot.state == SlotState::in_use) {
-    slot.state = SlotState::pinned;
+    enter_locked(slot, SlotState::pinned);
     ++pinned_;
   } else if (!pinned && slot.state == SlotState::pinned) {
-    slot.state = SlotState::in_use;
+    enter_locked(slot, SlotState::in_use);
     --pinned_;
   }
 }
@@ -289,6 +349,7 @@ void BasicPool<Clock>::release(std::unique_ptr<Slot> slot, bool broken) {
   std::unique_ptr<Slot> to_close;
   {
     std::lock_guard lock(mu_);
+    slot->holder = 0;
     if (slot->state == SlotState::pinned) --pinned_;
     if (slot->state == SlotState::pinned || slot->state == SlotState::in_use) --in_use_;
     const auto now = Clock::now();
@@ -299,7 +360,7 @@ void BasicPool<Clock>::release(std::unique_ptr<Slot> slot, bool broken) {
       to_close = std::move(slot);
     } else if (slot->tx != TxStatus::idle) {
       // Never hand a connection inside a transaction to anyone: roll back first.
-      slot->state = SlotState::resetting;
+      enter_locked(*slot, SlotState::resetting);
       ++resetting_;
       asio::co_spawn(strand_, rollback_then_release(std::move(slot)), asio::detached);
       return;
@@ -333,7 +394,7 @@ asio::awaitable<void> BasicPool<Clock>::rollback_then_release(std::unique_ptr<Sl
   {
     std::lock_guard lock(mu_);
     --resetting_;
-    slot->state = SlotState::in_use;  // release() accounts it like a returned lease
+    enter_locked(*slot, SlotState::in_use);  // release() accounts it like a returned lease
     ++in_use_;
   }
   slot->tx = ok ? TxStatus::idle : TxStatus::unknown;
@@ -345,13 +406,13 @@ void BasicPool<Clock>::grant_locked(std::unique_ptr<Slot> slot) {
   if (!paused_ && !draining_ && !waiters_.empty()) {
     auto w = std::move(waiters_.front());
     waiters_.pop_front();
-    slot->state = SlotState::in_use;
+    enter_locked(*slot, SlotState::in_use);
     ++in_use_;
     w->granted = std::move(slot);
     w->wake();
     return;
   }
-  slot->state = SlotState::idle;
+  enter_locked(*slot, SlotState::idle);
   idle_.push_back(std::move(slot));
 }
 
@@ -359,7 +420,7 @@ template <class Clock>
 void BasicPool<Clock>::close_slot(std::unique_ptr<Slot> slot) {
   {
     std::lock_guard lock(mu_);
-    slot->state = SlotState::closing;
+    enter_locked(*slot, SlotState::closing);
     ++closing_;
   }
   asio::co_spawn(
@@ -369,6 +430,10 @@ void BasicPool<Clock>::close_slot(std::unique_ptr<Slot> slot) {
           co_await slot->conn->close();
         } catch (const std::exception&) {
           // Closing is best effort: the socket goes with the connection object anyway.
+        }
+        {
+          std::lock_guard lock(self->mu_);
+          self->all_.erase(slot.get());
         }
         slot.reset();
         self->budget_->release();
@@ -437,6 +502,7 @@ void BasicPool<Clock>::connect_done(std::unique_ptr<backend::Connection> conn, B
   slot->conn = std::move(conn);
   slot->created = slot->last_used = Clock::now();
   slot->generation = generation_;
+  all_.insert(slot.get());
   if (stopped_ || draining_) {
     lock.unlock();
     close_slot(std::move(slot));
@@ -455,7 +521,19 @@ void BasicPool<Clock>::maintain() {
     const auto now = Clock::now();
     for (auto it = waiters_.begin(); it != waiters_.end();) {
       auto& w = *it;
-      if (now < w->deadline) {
+      // A paused bind holds its requests until resume (PgBouncer's PAUSE); only a request's own
+      // timeout ends the wait.
+      if (paused_ && w->paused_limit && now >= *w->paused_limit) {
+        w->failed = detail::make_error(
+            protocol::ErrorCode::timeout,
+            "bind " + config_.key + " is paused by an administrator and the request's timeout ran out after " +
+                std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(now - w->since).count()) +
+                " ms of waiting; nothing was run");
+        w->wake();
+        it = waiters_.erase(it);
+        continue;
+      }
+      if (paused_ || now < w->deadline) {
         ++it;
         continue;
       }
@@ -464,10 +542,6 @@ void BasicPool<Clock>::maintain() {
       const auto wait_ms = std::to_string(config_.pool.acquire_timeout.count());
       if (backend_down_ && open - connecting_ == 0) {
         w->failed = unavailable_error();
-      } else if (paused_) {
-        w->failed = detail::make_error(protocol::ErrorCode::pool_timeout, "bind " + config_.key +
-                                                                             " is paused by an administrator (waited " +
-                                                                             wait_ms + "ms)");
       } else {
         w->failed = detail::make_error(protocol::ErrorCode::pool_timeout,
                                        "bind " + config_.key + ": no connection free within " + wait_ms +

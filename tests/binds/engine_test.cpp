@@ -202,5 +202,39 @@ TEST_F(EngineTest, StatementsThatMayEndATransactionAreNeverSentAhead) {
   EXPECT_GT(at("send call p()"), at("recv DO $$ BEGIN COMMIT; END $$"));
 }
 
+TEST(ActivitySummary, CollapsesWhitespaceAndCutsOnACharacterBoundary) {
+  EXPECT_EQ(Activity::summary("  SELECT\n\t1,\r\n  2  "), "SELECT 1, 2");
+  EXPECT_EQ(Activity::summary(""), "");
+  const std::string exact(Activity::kSummaryBytes, 'x');
+  EXPECT_EQ(Activity::summary(exact), exact) << "nothing cut, nothing added";
+  EXPECT_EQ(Activity::summary(exact + "y"), exact + "...");
+  // A two-byte character straddling the limit goes whole.
+  std::string straddle(Activity::kSummaryBytes - 1, 'x');
+  EXPECT_EQ(Activity::summary(straddle + "\xc3\xa9 tail"), straddle + "...");
+  // A huge statement is not copied whole to be cut.
+  EXPECT_EQ(Activity::summary(std::string(1 << 20, 'z')).size(), Activity::kSummaryBytes + 3);
+}
+
+TEST(ActivityTracking, RequestsComeAndGoAndRunningClearsWaiting) {
+  Activity a;
+  a.begin(7, "db", "SELECT 1");
+  a.begin(9, "lite", "BEGIN");
+  auto now = a.snapshot();
+  ASSERT_EQ(now.size(), 2u);
+  EXPECT_TRUE(now[0].waiting);
+  a.running(7);
+  now = a.snapshot();
+  EXPECT_FALSE(now[0].waiting);
+  EXPECT_TRUE(now[1].waiting);
+  a.end(7);
+  now = a.snapshot();
+  ASSERT_EQ(now.size(), 1u);
+  EXPECT_EQ(now[0].id, 9u);
+  EXPECT_EQ(now[0].bind, "lite");
+  a.end(9);
+  a.end(9);  // twice: harmless
+  EXPECT_TRUE(a.snapshot().empty());
+}
+
 }  // namespace
 }  // namespace binds::engine

@@ -120,9 +120,12 @@ class PoolTest : public ::testing::Test {
     io_.poll();
   }
   // Starts an acquire; its result lands in the returned slot when it completes.
-  std::shared_ptr<std::optional<pool::BasicAcquireResult<FakeClock>>> acquire(const std::shared_ptr<Pool>& p) {
+  std::shared_ptr<std::optional<pool::BasicAcquireResult<FakeClock>>> acquire(
+      const std::shared_ptr<Pool>& p, std::optional<FakeClock::duration> paused_limit = std::nullopt,
+      std::shared_ptr<pool::AcquireCanceller> canceller = nullptr) {
     auto out = std::make_shared<std::optional<pool::BasicAcquireResult<FakeClock>>>();
-    asio::co_spawn(asio::make_strand(io_), p->acquire(), [out](std::exception_ptr e, auto r) {
+    asio::co_spawn(asio::make_strand(io_), p->acquire(paused_limit, std::move(canceller)),
+                   [out](std::exception_ptr e, auto r) {
       if (e) std::rethrow_exception(e);
       *out = std::move(r);
     });
@@ -291,6 +294,58 @@ TEST_F(PoolTest, PinnedConnectionsAreCountedAndRolledBackWhenReturned) {
   EXPECT_EQ(s.idle, 1) << "rolled back, then reusable";
 }
 
+TEST_F(PoolTest, SlotsListEveryConnectionWithStateHolderAndTimes) {
+  auto p = make(3);
+  p->start();
+  EXPECT_TRUE(p->slots().empty());
+  auto a = acquire(p);
+  auto b = acquire(p);
+  (*a)->lease.slot().holder = 7;
+  (*b)->lease.slot().holder = 9;
+  (*b)->lease.slot().tx = TxStatus::in_tx;
+  (*b)->lease.set_pinned(true);
+  FakeClock::advance(1500ms);
+  auto find = [&](pool::SlotState st) {
+    for (const auto& s : p->slots())
+      if (s.state == st) return std::optional<pool::SlotInfo>(s);
+    return std::optional<pool::SlotInfo>();
+  };
+  auto slots = p->slots();
+  ASSERT_EQ(slots.size(), 2u);
+  auto in_use = find(pool::SlotState::in_use);
+  auto pinned = find(pool::SlotState::pinned);
+  ASSERT_TRUE(in_use && pinned);
+  EXPECT_EQ(in_use->holder, 7u);
+  EXPECT_EQ(pinned->holder, 9u);
+  EXPECT_EQ(in_use->age_ms, 1500);
+  EXPECT_EQ(pinned->in_state_ms, 1500);
+  EXPECT_EQ(pinned->backend_pid, 0) << "the fake backend has no pid";
+  // Returned: idle, nobody's, and its time in state starts over.
+  (*a)->lease.release();
+  FakeClock::advance(200ms);
+  auto idle = find(pool::SlotState::idle);
+  ASSERT_TRUE(idle);
+  EXPECT_EQ(idle->holder, 0u);
+  EXPECT_EQ(idle->in_state_ms, 200);
+  EXPECT_EQ(idle->age_ms, 1700);
+  // A connect under way is listed too, before it has a connection.
+  auto warming = make(2, 1);
+  warming->start();
+  auto w = warming->slots();
+  ASSERT_EQ(w.size(), 1u);
+  EXPECT_EQ(w[0].state, pool::SlotState::connecting);
+  EXPECT_EQ(pool::slot_state_name(w[0].state), "connecting");
+  settle();
+  ASSERT_EQ(warming->slots().size(), 1u);
+  EXPECT_EQ(warming->slots()[0].state, pool::SlotState::idle);
+  // A connection closed leaves the list.
+  p->drain();
+  (*b)->lease.release();  // rolled back, then closed by the drain
+  settle();
+  EXPECT_TRUE(p->slots().empty()) << "drained: every connection closed and unlisted";
+  EXPECT_EQ(backend_->live, static_cast<int>(warming->slots().size()));
+}
+
 TEST_F(PoolTest, AFailedRollbackWritesTheConnectionOff) {
   backend_->rollback_fails = true;
   auto p = make(2);
@@ -392,7 +447,7 @@ TEST_F(PoolTest, IdleConnectionsTheBackendClosedAreFoundAndTheBackendProbed) {
   EXPECT_TRUE(p->stats().backend_down) << "all connections dead and no connect works: down";
 }
 
-TEST_F(PoolTest, PauseHoldsRequestsAndResumeServesThem) {
+TEST_F(PoolTest, PauseHoldsRequestsPastAcquireTimeoutUntilResume) {
   auto p = make(2);
   p->start();
   auto a = acquire(p);
@@ -400,16 +455,88 @@ TEST_F(PoolTest, PauseHoldsRequestsAndResumeServesThem) {
   p->pause();
   auto b = acquire(p);
   EXPECT_FALSE(*b);
-  FakeClock::advance(6s);
+  for (int i = 0; i < 10; ++i) {  // 10 minutes, far past acquire_timeout (5 s)
+    FakeClock::advance(60s);
+    p->maintain();
+    settle();
+  }
+  EXPECT_FALSE(*b) << "a paused pool holds its waiters; it does not fail them";
+  EXPECT_EQ(p->stats().waiting, 1);
+  EXPECT_EQ(p->stats().acquire_timeouts, 0u);
+  auto c = acquire(p);
+  EXPECT_FALSE(*c);
+  p->resume();
+  settle();
+  ASSERT_TRUE(*b);
+  EXPECT_TRUE((*b)->lease);
+  ASSERT_TRUE(*c);
+  EXPECT_TRUE((*c)->lease);
+}
+
+TEST_F(PoolTest, ResumeStartsAcquireTimeoutOver) {
+  auto p = make(1);
+  p->start();
+  auto a = acquire(p);  // holds the only connection
+  ASSERT_TRUE((*a)->lease);
+  p->pause();
+  auto b = acquire(p);
+  FakeClock::advance(30s);
+  p->maintain();
+  p->resume();
+  FakeClock::advance(4900ms);
+  p->maintain();
+  settle();
+  EXPECT_FALSE(*b) << "the time paused does not count against acquire_timeout";
+  FakeClock::advance(200ms);
   p->maintain();
   settle();
   ASSERT_TRUE(*b);
+  ASSERT_TRUE((*b)->error);
+  EXPECT_EQ((*b)->error->code, ErrorCode::pool_timeout);
+}
+
+TEST_F(PoolTest, RequestTimeoutStillEndsAPausedWait) {
+  auto p = make(2);
+  p->start();
+  p->pause();
+  auto b = acquire(p, 2s);
+  auto c = acquire(p);  // no timeout of its own: waits on
+  FakeClock::advance(1900ms);
+  p->maintain();
+  settle();
+  EXPECT_FALSE(*b);
+  FakeClock::advance(200ms);
+  p->maintain();
+  settle();
+  ASSERT_TRUE(*b);
+  ASSERT_TRUE((*b)->error);
+  EXPECT_EQ((*b)->error->code, ErrorCode::timeout);
   EXPECT_NE((*b)->error->message.find("paused"), std::string::npos);
-  auto c = acquire(p);
+  EXPECT_FALSE(*c);
+  EXPECT_EQ(p->stats().waiting, 1);
+}
+
+TEST_F(PoolTest, CancellerEndsAWaitAndAnEarlierCancelPreventsOne) {
+  auto p = make(2);
+  p->start();
+  p->pause();
+  auto cancel = std::make_shared<pool::AcquireCanceller>();
+  auto b = acquire(p, std::nullopt, cancel);
+  EXPECT_FALSE(*b);
+  cancel->cancel();
+  settle();
+  ASSERT_TRUE(*b);
+  ASSERT_TRUE((*b)->error);
+  EXPECT_EQ((*b)->error->code, ErrorCode::cancelled);
+  EXPECT_EQ(p->stats().waiting, 0);
+  auto c = acquire(p, std::nullopt, cancel);  // already cancelled
+  ASSERT_TRUE(*c);
+  EXPECT_EQ((*c)->error->code, ErrorCode::cancelled);
   p->resume();
   settle();
-  ASSERT_TRUE(*c);
-  EXPECT_TRUE((*c)->lease);
+  auto d = acquire(p, std::nullopt, std::make_shared<pool::AcquireCanceller>());
+  ASSERT_TRUE(*d);
+  EXPECT_TRUE((*d)->lease) << "a canceller that is never used changes nothing";
 }
 
 TEST_F(PoolTest, DrainClosesIdleAndConnectionsAsTheyReturn) {

@@ -122,13 +122,11 @@ TEST(Admin, StatsClientsConfigPauseResumeReconnectDrain) {
 
   c.admin("pause", std::string("db"));
   EXPECT_EQ(cell(c.admin("stats"), "db", "state"), "paused");
-  try {
-    c.query("SELECT 1");
-    ADD_FAILURE() << "a paused bind served";
-  } catch (const ServerError& e) {
-    EXPECT_EQ(e.info.code, ErrorCode::pool_timeout);
-    EXPECT_THAT(e.info.message, HasSubstr("paused"));
-  }
+  // Held past acquire_timeout (500ms): only the request's own timeout ends the wait.
+  auto held = c.wait(c.send_query("SELECT 1", {}, std::nullopt, 1000));
+  ASSERT_TRUE(held.error) << "a paused bind served";
+  EXPECT_EQ(held.error->code, ErrorCode::timeout);
+  EXPECT_THAT(held.error->message, HasSubstr("paused"));
   EXPECT_EQ(scalar(c, "SELECT 1", std::string("other")), "1");  // other binds unaffected
   // A request waiting on a paused bind goes through when it resumes.
   auto id = c.send_query("SELECT 42");
@@ -257,6 +255,46 @@ TEST(Metrics, CountersMoveWithRealTraffic) {
   EXPECT_THAT(http_get(port, "/readyz"), HasSubstr("200 OK"));
   c.admin("reload");
   EXPECT_EQ(metric(http_get(port, "/metrics"), "binds_reloads_total{result=\"ok\"}"), 1);
+}
+
+TEST(Metrics, LiveOutputIsCleanUnderPromtoolAndCountsTransactionsAndBytesIn) {
+  BINDS_REQUIRE_URL("BINDS_TEST_PG_URL", pg);
+  ASSERT_EQ(std::system("command -v promtool >/dev/null"), 0)
+      << "promtool is missing: bash scripts/install-deps.sh --test (package prometheus)";
+  auto port = free_port();
+  auto tmp = make_temp_dir("promtool");
+  Daemon d("default: db\nbinds:\n  db: " + pg + "\n  lite: sqlite:///" + (tmp / "l.db").string() +
+           "\nmetrics:\n  listen: 127.0.0.1:" + std::to_string(port) + "\n");
+  auto c = d.connect();
+  c.begin();
+  c.query("SELECT 1");
+  c.commit();
+  c.begin();
+  c.query("SELECT 2");
+  c.rollback();
+  c.query("SELECT 3", {}, std::string("lite"));
+  EXPECT_EQ(error_code_of([&] { c.query("SELEC"); }), ErrorCode::sql_error);
+  auto response = http_get(port, "/metrics");
+  ASSERT_THAT(response, HasSubstr("200 OK"));
+  auto body = response.substr(response.find("\r\n\r\n") + 4);
+  EXPECT_EQ(metric(body, "binds_transactions_total{bind=\"db\",result=\"commit\"}"), 1);
+  EXPECT_EQ(metric(body, "binds_transactions_total{bind=\"db\",result=\"rollback\"}"), 1);
+  EXPECT_GT(metric(body, "binds_bytes_in_total{bind=\"db\"}"), 50);
+  EXPECT_GT(metric(body, "binds_bytes_in_total{bind=\"lite\"}"), 10);
+  EXPECT_EQ(metric(body, "binds_pool_max{bind=\"db\"}"), 10);
+  EXPECT_EQ(metric(body, "binds_build_info{version=\"0.1.0\"}"), 1);
+  EXPECT_GT(metric(body, "process_resident_memory_bytes"), 1e6);
+  EXPECT_GT(metric(body, "process_open_fds"), 3);
+  EXPECT_GT(metric(body, "process_start_time_seconds"), 1.7e9);
+  // promtool reads the exposition on stdin; errors and lint findings go to its output.
+  auto file = tmp / "metrics.txt";
+  std::ofstream(file) << body;
+  auto out = tmp / "promtool.out";
+  int rc = std::system(("promtool check metrics <" + file.string() + " >" + out.string() + " 2>&1").c_str());
+  EXPECT_EQ(WEXITSTATUS(rc), 0) << read_file(out);
+  EXPECT_EQ(read_file(out), "") << "promtool lint findings";
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
 }
 
 }  // namespace

@@ -46,6 +46,45 @@ TEST(Messages, QueryRoundTripKeepsEveryValueType) {
   EXPECT_TRUE(std::holds_alternative<std::string>(back.params[4]));
 }
 
+TEST(Messages, AdminArgsRoundTripAndGarbageIsRefused) {
+  AdminRequest req{"kill", std::nullopt, {"42"}};
+  auto f = decode_one(encode_admin(3, req));
+  AdminRequest back;
+  std::string why;
+  ASSERT_TRUE(decode_admin(f.body, back, why)) << why;
+  EXPECT_EQ(back.command, "kill");
+  EXPECT_FALSE(back.bind);
+  EXPECT_EQ(back.args, std::vector<std::string>{"42"});
+  // No args: the key is left out, and old servers' requests decode as before.
+  f = decode_one(encode_admin(4, AdminRequest{"pause", std::string("db"), {}}));
+  ASSERT_TRUE(decode_admin(f.body, back, why)) << why;
+  EXPECT_EQ(back.bind, std::optional<std::string>("db"));
+  EXPECT_TRUE(back.args.empty());
+  auto body = [](auto fill) {
+    msgpack::sbuffer b;
+    msgpack::packer<msgpack::sbuffer> pk(b);
+    pk.pack_map(2);
+    pk.pack(std::string("command"));
+    pk.pack(std::string("kill"));
+    pk.pack(std::string("args"));
+    fill(pk);
+    return body_of(b);
+  };
+  EXPECT_FALSE(decode_admin(body([](auto& pk) { pk.pack(std::string("42")); }), back, why));
+  EXPECT_NE(why.find("args"), std::string::npos);
+  EXPECT_FALSE(decode_admin(body([](auto& pk) {
+                              pk.pack_array(1);
+                              pk.pack(42);
+                            }),
+                            back, why));
+  EXPECT_FALSE(decode_admin(body([](auto& pk) {
+                              pk.pack_array(1);
+                              pk.pack(std::string("\xff"));
+                            }),
+                            back, why));
+  EXPECT_NE(why.find("UTF-8"), std::string::npos);
+}
+
 TEST(Messages, AbsentBindMeansDefault) {
   auto f = decode_one(encode_query(1, QueryRequest{std::nullopt, "SELECT 1", {}}));
   QueryRequest back;

@@ -65,6 +65,10 @@ MetricsSnapshot sample_snapshot() {
   pg.stats = std::make_shared<BindStats>();
   pg.stats->queries = 100;
   pg.stats->bytes_out = 123456;
+  pg.stats->bytes_in = 4321;
+  pg.stats->commits = 6;
+  pg.stats->rollbacks = 2;
+  pg.pool_max = 10;
   pg.stats->error(protocol::ErrorCode::sql_error);
   pg.stats->error(protocol::ErrorCode::sql_error);
   pg.stats->error(protocol::ErrorCode::pool_timeout);
@@ -103,6 +107,52 @@ TEST(RenderPrometheus, ScalarsAndCounters) {
   EXPECT_TRUE(has_line(text, "binds_pool_connects_total{bind=\"users\"} 7"));
   EXPECT_TRUE(has_line(text, "binds_pool_connect_failures_total{bind=\"users\"} 1"));
   EXPECT_TRUE(has_line(text, "binds_pool_acquire_timeouts_total{bind=\"users\"} 3"));
+}
+
+TEST(RenderPrometheus, BuildInfoPoolMaxTransactionsBytesIn) {
+  auto snap = sample_snapshot();
+  snap.version = "9.8.7";
+  auto text = render_prometheus(snap);
+  EXPECT_TRUE(has_line(text, "# TYPE binds_build_info gauge")) << text;
+  EXPECT_TRUE(has_line(text, "binds_build_info{version=\"9.8.7\"} 1"));
+  EXPECT_TRUE(has_line(text, "binds_pool_max{bind=\"users\"} 10"));
+  EXPECT_TRUE(has_line(text, "binds_pool_max{bind=\"cache\"} 0"));
+  EXPECT_TRUE(has_line(text, "# TYPE binds_transactions_total counter"));
+  EXPECT_TRUE(has_line(text, "binds_transactions_total{bind=\"users\",result=\"commit\"} 6"));
+  EXPECT_TRUE(has_line(text, "binds_transactions_total{bind=\"users\",result=\"rollback\"} 2"));
+  EXPECT_TRUE(has_line(text, "binds_bytes_in_total{bind=\"users\"} 4321"));
+  EXPECT_EQ(text.find("process_"), std::string::npos) << "no process metrics without /proc figures";
+}
+
+TEST(RenderPrometheus, ProcessMetricsWithConventionalNames) {
+  auto snap = sample_snapshot();
+  snap.process = ProcessMetrics{1.5, 2048, 8192, 7, 1024, 1700000000.25};
+  auto text = render_prometheus(snap);
+  EXPECT_TRUE(has_line(text, "# TYPE process_cpu_seconds_total counter")) << text;
+  EXPECT_TRUE(has_line(text, "process_cpu_seconds_total 1.5"));
+  EXPECT_TRUE(has_line(text, "process_resident_memory_bytes 2048"));
+  EXPECT_TRUE(has_line(text, "process_virtual_memory_bytes 8192"));
+  EXPECT_TRUE(has_line(text, "process_open_fds 7"));
+  EXPECT_TRUE(has_line(text, "process_max_fds 1024"));
+  EXPECT_TRUE(has_line(text, "process_start_time_seconds 1700000000.25"));
+}
+
+TEST(ProcessMetrics, ReadFromProcSelfAreThisProcesssOwn) {
+  auto p = read_process_metrics();
+  ASSERT_TRUE(p);
+  EXPECT_GT(p->resident_bytes, 1024 * 1024);
+  EXPECT_GE(p->virtual_bytes, p->resident_bytes);
+  EXPECT_GE(p->open_fds, 3);  // stdin, stdout, stderr at least
+  EXPECT_GE(p->max_fds, p->open_fds);
+  EXPECT_GE(p->cpu_seconds, 0);
+  const double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  // Started before now and not long ago (a test binary lives for seconds, not hours).
+  EXPECT_LE(p->start_time_seconds, now + 1);
+  EXPECT_GT(p->start_time_seconds, now - 3600);
+  // Burn a little CPU: the counter moves.
+  volatile double x = 0;
+  for (int i = 0; i < 50'000'000; ++i) x = x + i * 0.5;
+  EXPECT_GT(read_process_metrics()->cpu_seconds, p->cpu_seconds);
 }
 
 TEST(RenderPrometheus, LabelledGauges) {
@@ -221,7 +271,7 @@ TEST(RenderPrometheus, EveryLineIsWellFormed) {
       EXPECT_EQ(l.rfind(current, 0), 0u) << l << " outside its family " << current;
     }
   }
-  EXPECT_EQ(typed.size(), 18u);
+  EXPECT_EQ(typed.size(), 22u);  // process_* families come only with /proc figures
 }
 
 TEST(Readiness, BodyListsBindsAndReachability) {

@@ -42,8 +42,14 @@ def connect(host: str | None = None, port: int | None = None, bind: str | None =
     autocommit, isolation_level ('read_committed', ...), read_only, paramstyle ('auto', 'format',
     'pyformat', 'qmark', 'named', 'native'), transactions ('auto', 'frames', 'sql'),
     backend (expected backend: fail if the bind is another engine), decode_json.
-    `database` and `socket` are accepted as aliases of `bind` and `unix_socket`.
+    `database` and `socket` are accepted as aliases of `bind` and `unix_socket`; `application_name`
+    as an alias of `client_name` (the name bindsd shows in `binds clients` and PostgreSQL in
+    pg_stat_activity.application_name).
     """
+    if "application_name" in kwargs:
+        if "client_name" in kwargs:
+            raise TypeError("give application_name or client_name, not both")
+        kwargs["client_name"] = str(kwargs.pop("application_name"))
     if bind is None and "database" in kwargs:
         bind = kwargs.pop("database")
     if unix_socket is None and "socket" in kwargs:

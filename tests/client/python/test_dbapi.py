@@ -425,3 +425,15 @@ def test_commit_raises_when_the_backend_session_died(daemon, backend, sql_mode):
     assert cur.fetchone() == (0,)
     conn.rollback()
     conn.close()
+
+
+def test_application_name_reaches_postgresql_and_clashes_with_client_name(daemon):
+    need("postgresql")
+    sql = "SELECT application_name FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+    with binds.connect("127.0.0.1", daemon.port, BIND_OF["postgresql"], timeout=60,
+                       application_name="py-report-job", autocommit=True) as c:
+        cur = c.cursor()
+        cur.execute(sql)
+        assert cur.fetchone()[0] == "py-report-job"
+    with pytest.raises(TypeError):
+        binds.connect("127.0.0.1", daemon.port, BIND_OF["postgresql"], application_name="a", client_name="b")
