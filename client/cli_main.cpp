@@ -47,7 +47,8 @@ commands:
                                servers: every backend connection, its state, client and pid
   top                          live view of pools and busiest clients, each second (q quits)
   reload                       re-read binds.yaml (a bad file keeps the running configuration)
-  pause KEY [--wait[=SECONDS]] hold new requests for a bind until resume (running transactions
+  pause KEY [--wait[=SECONDS]]
+                               hold new requests for a bind until resume (running transactions
                                finish); --wait returns once nothing runs on it (default 60 s max)
   resume KEY                   let held requests through again
   kill CLIENT_ID               disconnect one client; its open transactions are rolled back

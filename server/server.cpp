@@ -191,16 +191,21 @@ asio::awaitable<void> Server::trim_memory() {
   // clients must not pin its memory for the daemon's life). Cheap, and only after departures.
   asio::steady_timer timer(io_);
   std::int64_t last = counters_.clients_now.load();
+  bool left_before = false;
   while (!stopping_) {
     timer.expires_after(1s);
     boost::system::error_code ec;
     co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (stopping_) break;
     const std::int64_t now = counters_.clients_now.load();
-    if (now < last) {
+    // Once more on the tick after the departures stop: a session counted out may still have
+    // been freeing its memory at the first trim.
+    const bool left = now < last;
+    if (left || left_before) {
       malloc_trim(0);
       if (memory_release_) memory_release_();
     }
+    left_before = left;
     last = now;
   }
 }
