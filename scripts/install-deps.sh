@@ -21,6 +21,7 @@ test_pkgs=(
   python3-psycopg2 python3-pymysql
   python3-venv python3-pip sqlite3 procps systemd openssl tmux
   lintian  # tests/deploy/deb_test.sh
+  man-db groff-base  # tests/deploy/man_test.py renders the man pages (lintian pulls them in; named, not assumed)
   # promtool (lints /metrics in tests) comes with the prometheus package; tmux drives `binds top`.
   prometheus
 )
