@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 
+#include <algorithm>
 #include <charconv>
 #include <deque>
 
@@ -161,9 +162,13 @@ Reply Client::wait(std::uint32_t id) {
 }
 
 std::uint32_t Client::send_query(const std::string& sql, const std::vector<Value>& params,
-                                 std::optional<std::string> bind, std::uint32_t timeout_ms) {
+                                 std::optional<std::string> bind, std::uint32_t timeout_ms, bool in_tx) {
+  // An older server would ignore the field and run the statement in autocommit.
+  if (in_tx && std::find(hello_.features.begin(), hello_.features.end(), "in_tx") == hello_.features.end())
+    throw std::logic_error("this server does not support in_tx (HELLO_OK features)");
   auto id = impl_->next_id++;
-  impl_->write(protocol::encode_query(id, protocol::QueryRequest{std::move(bind), sql, params, timeout_ms}));
+  impl_->write(
+      protocol::encode_query(id, protocol::QueryRequest{std::move(bind), sql, params, timeout_ms, in_tx}));
   return id;
 }
 

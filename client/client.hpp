@@ -76,9 +76,13 @@ class Client {
   protocol::Complete commit(std::optional<std::string> bind = std::nullopt);
   protocol::Complete rollback(std::optional<std::string> bind = std::nullopt);
 
-  // Pipelining: send requests, then collect their replies in any order.
+  // Pipelining: send requests, then collect their replies in any order. `in_tx`: the statement
+  // runs only inside the transaction open on its bind (send it right behind send_begin: should
+  // that BEGIN fail, it is answered NOT_IN_TRANSACTION unrun). Only for servers whose
+  // server().features list "in_tx"; throws std::logic_error otherwise.
   std::uint32_t send_query(const std::string& sql, const std::vector<Value>& params = {},
-                           std::optional<std::string> bind = std::nullopt, std::uint32_t timeout_ms = 0);
+                           std::optional<std::string> bind = std::nullopt, std::uint32_t timeout_ms = 0,
+                           bool in_tx = false);
   std::uint32_t send_begin(std::optional<std::string> bind = std::nullopt,
                            protocol::Isolation isolation = protocol::Isolation::backend_default,
                            bool read_only = false);

@@ -5,11 +5,11 @@
 namespace binds::protocol {
 
 namespace {
-constexpr std::array<std::string_view, 15> kNames = {
+constexpr std::array<std::string_view, 16> kNames = {
     "PROTOCOL_ERROR", "UNSUPPORTED_VERSION", "UNKNOWN_FRAME_TYPE", "BAD_REQUEST",
     "UNKNOWN_BIND",   "SQL_ERROR",           "BACKEND_UNAVAILABLE", "POOL_TIMEOUT",
     "BUSY",           "SHUTTING_DOWN",       "INTERNAL",            "TX_ABORTED",
-    "CANCELLED",      "TIMEOUT",             "TOO_MANY_CLIENTS"};
+    "CANCELLED",      "TIMEOUT",             "TOO_MANY_CLIENTS",    "NOT_IN_TRANSACTION"};
 }
 
 std::string_view error_code_name(ErrorCode c) {

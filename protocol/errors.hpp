@@ -21,6 +21,7 @@ enum class ErrorCode {
   cancelled,
   timeout,
   too_many_clients,
+  not_in_transaction,
 };
 
 std::string_view error_code_name(ErrorCode c);  // "SQL_ERROR", ...

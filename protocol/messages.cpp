@@ -245,7 +245,7 @@ std::string encode_hello_ok(const HelloOk& m) {
   std::string f = start_frame();
   StringSink sink{f};
   Packer pk(sink);
-  pk.pack_map(5);
+  pk.pack_map(m.features.empty() ? 5 : 6);
   pack_str(pk, "version");
   pk.pack_int(m.version);
   pack_str(pk, "server");
@@ -256,6 +256,11 @@ std::string encode_hello_ok(const HelloOk& m) {
   pk.pack_uint32(m.batch_rows);
   pack_str(pk, "default_bind");
   pack_str(pk, m.default_bind);
+  if (!m.features.empty()) {
+    pack_str(pk, "features");
+    pk.pack_array(static_cast<std::uint32_t>(m.features.size()));
+    for (const auto& f : m.features) pack_str(pk, f);
+  }
   return finish_frame(std::move(f), FrameType::hello_ok, 0);
 }
 
@@ -263,7 +268,11 @@ std::string encode_query(std::uint32_t id, const QueryRequest& m) {
   std::string f = start_frame();
   StringSink sink{f};
   Packer pk(sink);
-  pk.pack_map((m.bind ? 3 : 2) + (m.timeout_ms ? 1 : 0));
+  pk.pack_map((m.bind ? 3 : 2) + (m.timeout_ms ? 1 : 0) + (m.in_tx ? 1 : 0));
+  if (m.in_tx) {
+    pack_str(pk, "in_tx");
+    pk.pack_true();
+  }
   if (m.bind) {
     pack_str(pk, "bind");
     pack_str(pk, *m.bind);
@@ -587,6 +596,14 @@ bool decode_hello_ok(const std::string& body, HelloOk& out, std::string& error) 
   out.version = static_cast<int>(version);
   out.max_frame = static_cast<std::uint32_t>(max_frame);
   out.batch_rows = static_cast<std::uint32_t>(batch_rows);
+  out.features.clear();
+  // Unknown entries are kept (a newer server's); anything but strings is skipped.
+  if (const Obj* f = find(m, "features"); f && f->type == msgpack::type::ARRAY) {
+    for (std::uint32_t i = 0; i < f->via.array.size; ++i) {
+      const Obj& e = f->via.array.ptr[i];
+      if (e.type == msgpack::type::STR) out.features.emplace_back(e.via.str.ptr, e.via.str.size);
+    }
+  }
   return true;
 }
 
@@ -613,6 +630,14 @@ bool decode_query(const std::string& body, QueryRequest& out, std::string& error
     return false;
   }
   out.timeout_ms = static_cast<std::uint32_t>(timeout);
+  out.in_tx = false;
+  if (const Obj* t = find(m, "in_tx"); t && t->type != msgpack::type::NIL) {
+    if (t->type != msgpack::type::BOOLEAN) {
+      error = "\"in_tx\" must be a boolean";
+      return false;
+    }
+    out.in_tx = t->via.boolean;
+  }
   out.params.clear();
   const Obj* p = find(m, "params");
   if (p && p->type != msgpack::type::NIL) {

@@ -28,6 +28,8 @@ struct HelloOk {
   std::uint32_t max_frame = 0;
   std::uint32_t batch_rows = 0;
   std::string default_bind;
+  // Optional request fields and behaviours this server knows (§3), e.g. "in_tx".
+  std::vector<std::string> features;
 };
 
 struct QueryRequest {
@@ -35,6 +37,8 @@ struct QueryRequest {
   std::string sql;
   std::vector<Value> params;
   std::uint32_t timeout_ms = 0;  // 0 = the bind's statement_timeout
+  // Runs only inside the transaction open on its bind; refused unrun without one (§6.5).
+  bool in_tx = false;
 };
 
 enum class Isolation { backend_default, read_uncommitted, read_committed, repeatable_read, serializable };

@@ -318,7 +318,8 @@ std::string handle_frame(const SessionPtr<Socket>& s, FrameDecoder& dec, const F
     auto routes = s->server.routes();
     s->outbox.push(protocol::encode_hello_ok(protocol::HelloOk{protocol::kProtocolVersion, std::string(kServerName),
                                                                s->limits.max_frame, s->limits.batch_rows,
-                                                               routes->config->default_bind}));
+                                                               routes->config->default_bind,
+                                                               {"in_tx"}}));
     s->info->set_name(hello.client);
     if (s->engine) s->engine->set_client_name(hello.client);  // else when it is made
     spdlog::debug("client #{}: handshake done ({})", s->id, hello.client);
@@ -338,6 +339,7 @@ std::string handle_frame(const SessionPtr<Socket>& s, FrameDecoder& dec, const F
       r.sql = std::move(q.sql);
       r.params = std::move(q.params);
       r.timeout_ms = q.timeout_ms;
+      r.in_tx = q.in_tx;
       r.wire_bytes = protocol::kHeaderSize + f.body.size();
       submit(s, std::move(r));
       break;

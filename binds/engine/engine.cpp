@@ -430,7 +430,7 @@ void ClientSession::stop(const std::shared_ptr<Running>& r, ErrorCode why) {
   });
 }
 
-void ClientSession::prefetch(Lane& l, backend::Connection& conn) {
+void ClientSession::prefetch(Lane& l, backend::Connection& conn, bool running_may_end_tx) {
   // PostgreSQL alone: with a Sync after each statement its answers to pipelined statements are
   // exactly those of the same statements sent one by one (an error fails only its own statement,
   // or the open transaction block, as it would anyway). MySQL ends a transaction on a deadlock,
@@ -446,6 +446,9 @@ void ClientSession::prefetch(Lane& l, backend::Connection& conn) {
         q.pool != l.lease.pool_ptr() || may_end_transaction(q.req.sql)) {
       break;  // in order: nothing passes a request that must wait
     }
+    // A statement meant for the open transaction goes out only while one is sure to be open when
+    // it arrives: not behind the BEGIN that may yet fail, nor behind a statement that may end it.
+    if (q.req.in_tx && (!l.pinned() || running_may_end_tx)) break;
     conn.send(backend::Statement{q.req.sql, q.req.params});
     q.sent = true;
     l.stats->pipelined++;
@@ -489,6 +492,13 @@ asio::awaitable<void> ClientSession::execute(Lane& l, Request req, std::shared_p
                      "); nothing was committed; send ROLLBACK to end it",
                  bind);
     }
+    co_return;
+  }
+  if (!sent && kind == Kind::query && req.in_tx && !l.pinned()) {
+    send_error(id, ErrorCode::not_in_transaction,
+               "not run: no transaction is open on bind " + bind +
+                   " (the statement was sent for one; the BEGIN before it failed or its transaction ended)",
+               bind);
     co_return;
   }
   if (!sent && !pool_ptr && !l.pinned()) {
@@ -643,7 +653,8 @@ asio::awaitable<void> ClientSession::execute(Lane& l, Request req, std::shared_p
         conn.send_client_name(client_name_))
       ++pending_reset;
     while (next < ops.size() && conn.outstanding() < window) conn.send(ops[next++]);
-    if (kind == Kind::query && timeout.count() == 0 && !run->stop) prefetch(l, conn);
+    if (kind == Kind::query && timeout.count() == 0 && !run->stop)
+      prefetch(l, conn, !was_pinned || may_end_transaction(req.sql));
     for (; pending_reset > 0; --pending_reset) {
       auto r = co_await conn.receive(discard);
       if (r.error && !reset_failed) {

@@ -124,6 +124,10 @@ struct Request {
   std::string sql;                  // query
   std::vector<protocol::Value> params;
   std::uint32_t timeout_ms = 0;     // 0 = the bind's statement_timeout
+  // query: run only inside the transaction open on the bind, else refuse it unrun. A client
+  // sends a statement right behind its BEGIN with this set, so a BEGIN that fails cannot leave
+  // the statement to run (and commit) on its own.
+  bool in_tx = false;
   protocol::Isolation isolation = protocol::Isolation::backend_default;  // begin
   bool read_only = false;                                                // begin
   std::size_t wire_bytes = 0;  // the request's size on the wire (binds_bytes_in_total)
@@ -174,7 +178,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   asio::awaitable<void> execute(Lane& lane, Request req, std::shared_ptr<pool::Pool> pool, bool sent,
                                 bool cancel_requested);
   // Sends the lane's next queued requests on `conn` behind the running one, while they qualify.
-  void prefetch(Lane& lane, backend::Connection& conn);
+  // `running_may_end_tx`: the running statement may end the lane's transaction.
+  void prefetch(Lane& lane, backend::Connection& conn, bool running_may_end_tx);
   void arm_idle_tx_timer(const std::string& key, Lane& lane);
   void stop(const std::shared_ptr<Running>& r, protocol::ErrorCode why);
   void finished_one(bool internal);

@@ -52,7 +52,7 @@ class Histogram {
   std::atomic<std::uint64_t> count_{0};
 };
 
-inline constexpr std::size_t kErrorCodes = static_cast<std::size_t>(protocol::ErrorCode::too_many_clients) + 1;
+inline constexpr std::size_t kErrorCodes = static_cast<std::size_t>(protocol::ErrorCode::not_in_transaction) + 1;
 
 struct BindStats {
   std::atomic<std::uint64_t> queries{0};  // requests that reached a backend connection

@@ -126,10 +126,17 @@ class EngineTest : public ::testing::Test {
     io_.restart();
     io_.run_for(std::chrono::seconds(1));
   }
-  void query(std::uint32_t id, std::string sql) {
+  void query(std::uint32_t id, std::string sql, bool in_tx = false) {
     Request r;
     r.id = id;
     r.sql = std::move(sql);
+    r.in_tx = in_tx;
+    session_->submit(std::move(r));
+  }
+  void begin_frame(std::uint32_t id) {
+    Request r;
+    r.id = id;
+    r.kind = Kind::begin;
     session_->submit(std::move(r));
   }
   void run() {
@@ -200,6 +207,53 @@ TEST_F(EngineTest, StatementsThatMayEndATransactionAreNeverSentAhead) {
   EXPECT_GT(at("send   end"), at("recv SELECT 1"));
   EXPECT_GT(at("send DO $$ BEGIN COMMIT; END $$"), at("recv   end"));
   EXPECT_GT(at("send call p()"), at("recv DO $$ BEGIN COMMIT; END $$"));
+}
+
+TEST_F(EngineTest, AStatementForTheTransactionNeverRunsWhenItsBeginFailed) {
+  script_->fails = {{"BEGIN", "25006"}};
+  begin_frame(1);
+  query(2, "INSERT 1", /*in_tx=*/true);
+  query(3, "BEGIN");
+  query(4, "INSERT 2", /*in_tx=*/true);
+  run();
+  ASSERT_EQ(responder_.order, (std::vector<std::uint32_t>{1, 2, 3, 4}));
+  EXPECT_FALSE(responder_.replies[1].ok);
+  EXPECT_EQ(responder_.replies[2].code, ErrorCode::not_in_transaction);
+  EXPECT_EQ(responder_.replies[4].code, ErrorCode::not_in_transaction);
+  EXPECT_EQ(at("send INSERT 1"), -1) << "ran without the transaction it was sent for";
+  EXPECT_EQ(at("send INSERT 2"), -1) << "pipelined behind a BEGIN that then failed";
+}
+
+TEST_F(EngineTest, AStatementForTheTransactionWaitsForItsBeginThenPipelinesInsideIt) {
+  script_->tx_after = {{"BEGIN", TxStatus::in_tx}, {"COMMIT", TxStatus::idle}};
+  query(1, "BEGIN");
+  query(2, "INSERT 1", true);
+  query(3, "INSERT 2", true);
+  query(4, "COMMIT");
+  query(5, "INSERT 3", true);
+  run();
+  ASSERT_EQ(responder_.order, (std::vector<std::uint32_t>{1, 2, 3, 4, 5}));
+  for (std::uint32_t id : {1u, 2u, 3u, 4u}) EXPECT_TRUE(responder_.replies[id].ok) << id;
+  EXPECT_GT(at("send INSERT 1"), at("recv BEGIN")) << "sent before its BEGIN was known to succeed";
+  // Inside the transaction the next one is pipelined as any statement would be.
+  EXPECT_LT(at("send INSERT 2"), at("recv INSERT 1"));
+  // After the COMMIT no transaction is open: refused, never sent.
+  EXPECT_EQ(responder_.replies[5].code, ErrorCode::not_in_transaction);
+  EXPECT_EQ(at("send INSERT 3"), -1);
+}
+
+TEST_F(EngineTest, AStatementForTheTransactionIsNotPipelinedBehindOneThatMayEndIt) {
+  script_->tx_after = {{"BEGIN", TxStatus::in_tx}, {"COMMIT", TxStatus::idle}};
+  query(1, "BEGIN");
+  run();
+  // COMMIT as a plain query runs first; the statement queued behind it must not reach the backend
+  // ahead of knowing the transaction ended.
+  query(2, "COMMIT");
+  query(3, "INSERT 1", true);
+  run();
+  EXPECT_TRUE(responder_.replies[2].ok);
+  EXPECT_EQ(responder_.replies[3].code, ErrorCode::not_in_transaction);
+  EXPECT_EQ(at("send INSERT 1"), -1);
 }
 
 TEST(ActivitySummary, CollapsesWhitespaceAndCutsOnACharacterBoundary) {

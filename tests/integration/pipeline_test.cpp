@@ -186,5 +186,68 @@ TEST(Pipeline, AClientLeavingWithRequestsOnTheWireLeavesNothingBehind) {
   }
 }
 
+// BEGIN and the statement behind it sent in one write (in_tx, PROTOCOL.md §6.1): a BEGIN that fails
+// for a passing cause (here the bind's only connection is held by another client's transaction,
+// so it times out waiting) must leave the statement unrun, on every backend. Without in_tx the
+// statement would take the connection once it came free and commit on its own.
+class BeginAhead : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(BeginAhead, AStatementSentBehindAFailedBeginNeverRuns) {
+  auto dir = make_temp_dir("beginahead");
+  BINDS_CASE_URL(GetParam(), dir, url);
+  const bool pg = std::string(GetParam()) == "BINDS_TEST_PG_URL";
+  const std::string t = "binds_begin_ahead_" + std::to_string(getpid());
+  Daemon d("binds:\n  db:\n    url: " + url + "\n    pool: { max: 1, acquire_timeout: 300ms }\n");
+  const std::optional<std::string> b("db");
+  auto holder = d.connect();
+  holder.query("DROP TABLE IF EXISTS " + t, {}, b);
+  holder.query("CREATE TABLE " + t + " (v INTEGER)", {}, b);
+  const std::string insert = "INSERT INTO " + t + " VALUES (" + (pg ? "$1" : "?") + ")";
+  holder.begin(b);  // holds the only connection
+
+  auto c = d.connect();
+  ASSERT_THAT(c.server().features, ::testing::Contains("in_tx"));
+  auto begin = c.send_begin(b);
+  auto stmt = c.send_query(insert, {Value(std::int64_t{1})}, b, 0, /*in_tx=*/true);
+  auto commit = c.send_end(protocol::FrameType::commit, b);
+  // The holder lets go after the BEGIN gave up: the statement would find the connection free.
+  Reply r = c.wait(begin);
+  ASSERT_TRUE(r.error);
+  EXPECT_EQ(r.error->code, ErrorCode::pool_timeout) << r.error->message;
+  holder.rollback(b);
+  r = c.wait(stmt);
+  ASSERT_TRUE(r.error) << "the statement ran without the transaction it was sent for";
+  EXPECT_EQ(r.error->code, ErrorCode::not_in_transaction) << r.error->message;
+  EXPECT_THAT(r.error->message, HasSubstr("not run"));
+  r = c.wait(commit);
+  EXPECT_FALSE(r.error);  // nothing open: a no-op
+  EXPECT_FALSE(r.result.complete.in_transaction);
+  EXPECT_EQ(scalar(c, "SELECT COUNT(*) FROM " + t, b), "0");
+
+  // The same three in one write once the connection is free: one transaction, committed.
+  begin = c.send_begin(b);
+  stmt = c.send_query(insert, {Value(std::int64_t{2})}, b, 0, true);
+  commit = c.send_end(protocol::FrameType::commit, b);
+  EXPECT_FALSE(c.wait(begin).error);
+  r = c.wait(stmt);
+  ASSERT_FALSE(r.error) << r.error->message;
+  EXPECT_TRUE(r.result.complete.in_transaction);
+  EXPECT_FALSE(c.wait(commit).error);
+  EXPECT_EQ(scalar(c, "SELECT COUNT(*) FROM " + t, b), "1");
+
+  // Outside a transaction the flag refuses the statement unrun, and the client goes on.
+  r = c.wait(c.send_query(insert, {Value(std::int64_t{3})}, b, 0, true));
+  ASSERT_TRUE(r.error);
+  EXPECT_EQ(r.error->code, ErrorCode::not_in_transaction);
+  EXPECT_EQ(scalar(c, "SELECT COUNT(*) FROM " + t, b), "1");
+  holder.query("DROP TABLE " + t, {}, b);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, BeginAhead, ::testing::Values("BINDS_TEST_PG_URL", "BINDS_TEST_MYSQL_URL", ""),
+                         [](const auto& info) {
+                           std::string v = info.param;
+                           return v.empty() ? std::string("sqlite") : v.find("PG") != std::string::npos ? "postgresql" : "mysql";
+                         });
+
 }  // namespace
 }  // namespace binds::test

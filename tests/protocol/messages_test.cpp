@@ -110,6 +110,32 @@ TEST(Messages, UnsupportedParameterTypesAreNamed) {
   EXPECT_NE(why.find("map"), std::string::npos) << why;
 }
 
+TEST(Messages, InTxRoundTripsAndOnlyABooleanIsAccepted) {
+  QueryRequest q;
+  q.sql = "INSERT INTO t VALUES (1)";
+  q.in_tx = true;
+  QueryRequest back;
+  std::string why;
+  ASSERT_TRUE(decode_query(decode_one(encode_query(3, q)).body, back, why)) << why;
+  EXPECT_TRUE(back.in_tx);
+  q.in_tx = false;
+  back.in_tx = true;  // a reused request must not keep the last one's flag
+  ASSERT_TRUE(decode_query(decode_one(encode_query(4, q)).body, back, why)) << why;
+  EXPECT_FALSE(back.in_tx);
+  for (int garbage = 0; garbage < 2; ++garbage) {
+    msgpack::sbuffer b;
+    msgpack::packer<msgpack::sbuffer> pk(b);
+    pk.pack_map(2);
+    pk.pack(std::string("sql"));
+    pk.pack(std::string("SELECT 1"));
+    pk.pack(std::string("in_tx"));
+    if (garbage == 0) pk.pack(1);
+    else pk.pack(std::string("true"));
+    EXPECT_FALSE(decode_query(body_of(b), back, why));
+    EXPECT_NE(why.find("in_tx"), std::string::npos) << why;
+  }
+}
+
 TEST(Messages, IntegerAboveInt64IsRejected) {
   msgpack::sbuffer b;
   msgpack::packer<msgpack::sbuffer> pk(b);
@@ -193,11 +219,16 @@ TEST(Messages, ResponsesRoundTrip) {
   EXPECT_EQ(e_back.may_have_executed, true);
   EXPECT_EQ(error_code_name(e_back.code), "SQL_ERROR");
 
-  HelloOk ok{1, "bindsd/x", 1024, 100, "main"};
+  HelloOk ok{1, "bindsd/x", 1024, 100, "main", {"in_tx", "later"}};
   HelloOk ok_back;
   ASSERT_TRUE(decode_hello_ok(decode_one(encode_hello_ok(ok)).body, ok_back, why)) << why;
   EXPECT_EQ(ok_back.max_frame, 1024u);
   EXPECT_EQ(ok_back.default_bind, "main");
+  EXPECT_EQ(ok_back.features, ok.features);
+  ok.features.clear();  // an older server's HELLO_OK: no key at all
+  ok_back.features = {"stale"};
+  ASSERT_TRUE(decode_hello_ok(decode_one(encode_hello_ok(ok)).body, ok_back, why)) << why;
+  EXPECT_TRUE(ok_back.features.empty());
 
   std::vector<BindInfo> b{{"main", "postgresql", "app", true}};
   std::vector<BindInfo> b_back;

@@ -127,6 +127,7 @@ BROKER_CODES = {
     "POOL_TIMEOUT": OperationalError,
     "BUSY": OperationalError,
     "TX_ABORTED": OperationalError,
+    "NOT_IN_TRANSACTION": OperationalError,
     "CANCELLED": OperationalError,
     "TIMEOUT": OperationalError,
     "SHUTTING_DOWN": OperationalError,

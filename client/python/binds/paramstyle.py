@@ -9,6 +9,7 @@ string literals, quoted identifiers, dollar-quoted strings and comments.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any, List, Sequence, Tuple
@@ -84,17 +85,41 @@ def convert(sql: str, params: Any, backend: str, style: str) -> Tuple[str, List[
         if is_map:
             raise ProgrammingError("qmark paramstyle takes a sequence of parameters")
         return sql, list(params)
+    # An application runs the same few statements over and over (an ORM always does): the scan
+    # is done once per statement text and style, binding is then a lookup per value.
+    out_sql, keys, positional = _compile(sql, backend, style, is_map)
+    if not is_map:
+        if len(params) < positional:
+            raise ProgrammingError(f"not enough parameters for the SQL statement ({len(params)} given)")
+        if len(params) != positional:
+            raise ProgrammingError(
+                f"not all parameters were used in the SQL statement ({positional} of {len(params)})")
+        return out_sql, list(params)
+    values = []
+    for name in keys:
+        try:
+            values.append(params[name])
+        except KeyError:
+            mark = f":{name}" if style == "named" else f"%({name})s"
+            raise ProgrammingError(f"no value for parameter {mark}") from None
+    return out_sql, values
+
+
+@functools.lru_cache(maxsize=512)
+def _compile(sql: str, backend: str, style: str, is_map: bool) -> Tuple[str, Tuple[str, ...], int]:
+    """(backend SQL, names of the values in order for a mapping, number of positional values).
+    Raises ProgrammingError for what no parameters could make right (not cached)."""
     pg = backend == "postgresql"
     out: List[str] = []
-    values: List[Any] = []
+    keys: List[str] = []
     names: dict = {}
     n = len(sql)
     i = 0
     start = 0
-    used_positional = 0
+    count = 0  # values bound so far
 
     def placeholder() -> str:
-        return f"${len(values)}" if pg else "?"
+        return f"${count}" if pg else "?"
 
     if style == "named":
         while i < n:
@@ -112,20 +137,19 @@ def convert(sql: str, params: Any, backend: str, style: str) -> Tuple[str, List[
                     if not is_map:
                         raise ProgrammingError("named paramstyle takes a mapping of parameters")
                     name = m.group(0)
-                    if name not in params:
-                        raise ProgrammingError(f"no value for parameter :{name}")
                     out.append(sql[start:i])
                     if pg and name in names:
                         out.append(names[name])
                     else:
-                        values.append(params[name])
+                        keys.append(name)
+                        count += 1
                         names[name] = placeholder()
                         out.append(names[name])
                     i = start = m.end()
                     continue
             i += 1
         out.append(sql[start:])
-        return "".join(out), values
+        return "".join(out), tuple(keys), 0
 
     # format / pyformat
     while i < n:
@@ -148,11 +172,7 @@ def convert(sql: str, params: Any, backend: str, style: str) -> Tuple[str, List[
         elif nxt == "s":
             if is_map:
                 raise ProgrammingError("%s placeholder used with a mapping of parameters")
-            if used_positional >= len(params):
-                raise ProgrammingError(
-                    f"not enough parameters for the SQL statement ({len(params)} given)")
-            values.append(params[used_positional])
-            used_positional += 1
+            count += 1
             out.append(placeholder())
             i += 2
         elif nxt == "(":
@@ -162,12 +182,11 @@ def convert(sql: str, params: Any, backend: str, style: str) -> Tuple[str, List[
             if not is_map:
                 raise ProgrammingError("%(name)s placeholder used with a sequence of parameters")
             name = m.group(1)
-            if name not in params:
-                raise ProgrammingError(f"no value for parameter %({name})s")
             if pg and name in names:
                 out.append(names[name])
             else:
-                values.append(params[name])
+                keys.append(name)
+                count += 1
                 names[name] = placeholder()
                 out.append(names[name])
             i = m.end()
@@ -176,7 +195,4 @@ def convert(sql: str, params: Any, backend: str, style: str) -> Tuple[str, List[
                 f"unsupported format character {nxt!r} at offset {i + 1} (write %% for a literal %)")
         start = i
     out.append(sql[start:])
-    if not is_map and used_positional != len(params):
-        raise ProgrammingError(
-            f"not all parameters were used in the SQL statement ({used_positional} of {len(params)})")
-    return "".join(out), values
+    return "".join(out), tuple(keys), 0 if is_map else count
