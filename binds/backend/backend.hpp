@@ -141,6 +141,15 @@ class Connection {
   // The statement's text and parameters are copied or encoded at once: the caller's buffers may
   // change after send() returns.
   virtual void send(const Statement& statement) = 0;
+  // Queues a BEGIN whose answer travels with the statement queued right after it (which the
+  // caller must queue at once): should the BEGIN fail, the backend skips that statement, whose
+  // receive() then answers NOT_IN_TRANSACTION, unrun. So the two can go out in one write and cost
+  // one round trip without the statement ever running outside the transaction. Returns false
+  // (queuing nothing) where the backend cannot do this; then send the BEGIN alone.
+  virtual bool send_begin_chained(const Statement& begin) {
+    (void)begin;
+    return false;
+  }
   // Queues a reset of session state (session variables, temporary tables, prepared statements,
   // user variables, advisory/user locks, LISTEN, WITH HOLD cursors) so the next client finds a
   // fresh session; its outcome comes from receive() like a statement's. Only when idle (tx idle).

@@ -57,6 +57,11 @@ class Ring {
   // Precondition: i < size(). References are invalidated by push_back.
   T& operator[](std::size_t i) { return buf_[(head_ + i) & (buf_.size() - 1)]; }
   T& front() { return (*this)[0]; }
+  T& back() { return (*this)[size_ - 1]; }
+  void pop_back() {
+    back() = T{};
+    --size_;
+  }
   void push_back(T v) {
     if (size_ == buf_.size()) grow();
     ++size_;
@@ -89,6 +94,7 @@ struct Pending {
   bool describe = false;             // Describe(portal) sent: RowDescription or NoData comes
   bool written = false;
   bool on_wire = false;              // counted in on_wire_
+  bool chained = false;              // no Sync after it: the next item ends its segment
   std::size_t bytes = 0;             // its messages, kept in out_ until it is answered
   std::uint64_t cancel_stamp = 0;    // cancel_seq_ when it was written
   std::optional<BackendError> local_error;  // refused before reaching the wire
@@ -159,6 +165,7 @@ class PgConnection final : public Connection {
   int outstanding() const override { return static_cast<int>(pending_.size()); }
 
   void send(const Statement& statement) override;
+  bool send_begin_chained(const Statement& begin) override;
   void send_reset() override;
   bool send_client_name(std::string_view name) override;
   std::int64_t backend_pid() const override { return target_.pid; }
@@ -184,10 +191,13 @@ class PgConnection final : public Connection {
 
  private:
   void push(Pending&& p) {
+    // A statement refused before the wire cannot end the segment of a BEGIN chained to it.
+    if (p.local_error) unchain_last();
     pending_.push_back(std::move(p));
     ++unwritten_;
   }
   void pop();
+  void unchain_last();
   std::size_t plan_write();
   asio::awaitable<void> wait_for_cancels();
   asio::awaitable<void> terminate();
@@ -232,6 +242,8 @@ class PgConnection final : public Connection {
   bool broken_ = false;
   BackendError broken_error_;
   ConnectionStats stats_;
+  bool chain_ = false;           // send(): leave out the Sync (send_begin_chained)
+  bool segment_failed_ = false;  // a chained statement failed: the server skips to the next Sync
 };
 
 void PgConnection::send(const Statement& statement) {
@@ -311,7 +323,11 @@ void PgConnection::send(const Statement& statement) {
   }
   if (err == pgwire::Error::ok) err = pgwire::encode_execute(out_, "", 0);
   if (err == pgwire::Error::ok) {
-    pgwire::encode_sync(out_);
+    if (chain_) {
+      p.chained = true;
+    } else {
+      pgwire::encode_sync(out_);
+    }
     ++stats_.binds;
   } else {
     out_.resize(start);
@@ -329,7 +345,31 @@ void PgConnection::send(const Statement& statement) {
   push(std::move(p));
 }
 
+bool PgConnection::send_begin_chained(const Statement& begin) {
+  // Only what cannot be refused before the wire (a refused BEGIN would leave its follower to run).
+  if (broken_ || !begin.params.empty() || begin.sql.find('\0') != std::string_view::npos) return false;
+  chain_ = true;
+  send(begin);
+  chain_ = false;
+  if (pending_.back().local_error) {
+    pending_.pop_back();
+    --unwritten_;
+    return false;
+  }
+  return true;
+}
+
+void PgConnection::unchain_last() {
+  if (pending_.empty() || !pending_.back().chained || pending_.back().written) return;
+  // Nothing follows it: it ends its own segment after all. Its bytes are the last in out_.
+  const std::size_t before = out_.size();
+  pgwire::encode_sync(out_);
+  pending_.back().bytes += out_.size() - before;
+  pending_.back().chained = false;
+}
+
 void PgConnection::send_reset() {
+  unchain_last();
   Pending p;
   p.kind = Pending::Kind::reset;
   if (broken_) {
@@ -373,12 +413,14 @@ std::size_t PgConnection::plan_write() {
   bool server_idle = on_wire_.load() == 0;
   const std::uint64_t stamp = cancel_seq_.load();
   std::size_t i = first;
+  bool glued = false;  // the previous item is chained: the server answers it only at this one's Sync
   for (; i < pending_.size(); ++i) {
     Pending& p = pending_[i];
     if (!server_idle) {
-      if (behind + p.bytes > kMaxPipelinedWrite) break;
+      if (!glued && behind + p.bytes > kMaxPipelinedWrite) break;
       behind += p.bytes;
     }
+    glued = p.chained;
     cut += p.bytes;
     p.written = true;
     p.cancel_stamp = stamp;
@@ -441,6 +483,7 @@ bool PgConnection::send_client_name(std::string_view name) {
     sql += c;
   }
   sql += "'";
+  unchain_last();
   Pending p;
   // Answered like a reset: its ParameterStatus is the point, not session state to clean up.
   p.kind = Pending::Kind::reset;
@@ -607,6 +650,12 @@ Step PgConnection::handle(const pgwire::Message& m, ReadState& st, ResultSink& s
       if (p.kind == Pending::Kind::statement && (cc->tag == "DISCARD ALL" || cc->tag == "DEALLOCATE ALL")) {
         cache_.clear();
       }
+      if (p.chained) {
+        // No ReadyForQuery comes before the next item's Sync: a BEGIN that completed opened the
+        // transaction.
+        if (cc->tag == "BEGIN" || cc->tag == "START TRANSACTION") out.tx = TxStatus::in_tx;
+        return Step::done;
+      }
       return Step::more;
     }
     case be::empty_query_response:
@@ -632,6 +681,19 @@ Step PgConnection::handle(const pgwire::Message& m, ReadState& st, ResultSink& s
         return Step::broken;
       }
       st.completed = true;
+      if (p.chained) {
+        // The server now skips everything up to the next Sync: the item after this one is not run.
+        segment_failed_ = true;
+        if (p.parse_named && p.entry->state == CachedStatement::State::parsing) cache_.remove(p.entry);
+        if (p.entry && !p.parse_named && !st.bound && (n->sqlstate == "26000" || n->sqlstate == "0A000")) {
+          cache_.remove(p.entry);
+        }
+        out.error = make_error(protocol::ErrorCode::sql_error, n->message.empty() ? "unknown PostgreSQL error"
+                                                                                  : std::string(n->message),
+                               std::string(n->sqlstate));
+        out.error->interrupted = n->sqlstate == kQueryCanceled && cancel_seq_.load() > p.cancel_stamp;
+        return Step::done;
+      }
       if (p.entry && !p.parse_named && !st.bound) {
         // Our statement is gone (the client deallocated it: then likely all of them) or its
         // result type changed under it ("cached plan must not change result type").
@@ -667,6 +729,7 @@ Step PgConnection::handle(const pgwire::Message& m, ReadState& st, ResultSink& s
     case be::ready_for_query: {
       auto z = pgwire::decode_ready_for_query(m);
       if (!z) return protocol_error("malformed ReadyForQuery");
+      if (p.chained) return protocol_error("ReadyForQuery before the end of a chained statement's segment");
       tx_ = tx_of(z->status);
       out.tx = tx_;
       // No ParseComplete: the Parse failed (or was skipped after an error), so nothing exists on
@@ -695,9 +758,13 @@ asio::awaitable<Outcome> PgConnection::receive(ResultSink& sink) {
     pop();
     co_return out;
   }
+  // Behind a chained BEGIN that failed, the server skipped this item: only the ReadyForQuery of
+  // its Sync comes.
+  const bool skipped = segment_failed_ && !broken_;
 
   error_code ec;
   if (!broken_ && unwritten_ > 0) {
+    unchain_last();
     if (on_wire_.load() == 0 && tracker_->in_flight.load() > 0) co_await wait_for_cancels();
     const std::size_t cut = plan_write();
     if (cut > 0) {
@@ -808,6 +875,12 @@ asio::awaitable<Outcome> PgConnection::receive(ResultSink& sink) {
   if (broken_) {
     out.error = broken_error_;
     out.tx = TxStatus::unknown;
+  } else if (skipped) {
+    segment_failed_ = false;
+    out = Outcome{};
+    out.tx = tx_;
+    out.error = make_error(protocol::ErrorCode::not_in_transaction,
+                           "not run: the BEGIN sent ahead of it failed, so no transaction was open");
   }
   if (out.stopped) out.affected = out.row_count;
   pop();

@@ -652,6 +652,21 @@ asio::awaitable<void> ClientSession::execute(Lane& l, Request req, std::shared_p
     if (arriving && !client_name_.empty() && !pool.config().url.options.count("application_name") &&
         conn.send_client_name(client_name_))
       ++pending_reset;
+    // A BEGIN with the statement sent for its transaction right behind (QUERY in_tx): both in one
+    // write where the backend can make the statement depend on the BEGIN (skipped if it fails).
+    if (kind == Kind::begin && ops.size() == 1 && !run->stop && !l.queue.empty() &&
+        pool.config().statement_timeout.count() == 0) {
+      auto& q = l.queue.front();
+      if (!q.sent && !q.internal && q.req.kind == Kind::query && q.req.in_tx && q.req.timeout_ms == 0 &&
+          !q.cancel_requested && q.pool == l.lease.pool_ptr() && !may_end_transaction(q.req.sql) &&
+          conn.send_begin_chained(ops[0])) {
+        next = 1;
+        conn.send(backend::Statement{q.req.sql, q.req.params});
+        q.sent = true;
+        l.stats->pipelined++;
+        if (may_change_session_state(backend, q.req.sql)) slot.dirty = true;
+      }
+    }
     while (next < ops.size() && conn.outstanding() < window) conn.send(ops[next++]);
     if (kind == Kind::query && timeout.count() == 0 && !run->stop)
       prefetch(l, conn, !was_pinned || may_end_transaction(req.sql));

@@ -830,6 +830,71 @@ TEST_F(PgBackendTest, PipelineInsideATransactionFollowsPostgresqlSemantics) {
   EXPECT_EQ(sinks[5].rows.at(0).at(0), Value(std::int64_t{0}));
 }
 
+// send_begin_chained: the statement behind a chained BEGIN is in the BEGIN's Sync segment, so it
+// runs only if the BEGIN did (issue 12: BEGIN and the first statement in one round trip).
+TEST_F(PgBackendTest, AChainedBeginAndItsStatementGoInOneWriteAndTheStatementRunsOnlyIfBeginDid) {
+  run("CREATE TABLE " + table_ + " (v int)");
+  const std::string ins = "INSERT INTO " + table_ + " (v) VALUES ($1)";
+  const std::vector<Value> one = {std::int64_t{1}}, two = {std::int64_t{2}}, three = {std::int64_t{3}};
+  const auto w0 = stats(*conn_).writes;
+  ASSERT_TRUE(conn_->send_begin_chained({"BEGIN", {}}));
+  conn_->send({ins, one});
+  CollectSink a, b;
+  Outcome begin = run_sync(io_, conn_->receive(a));
+  Outcome insert = run_sync(io_, conn_->receive(b));
+  EXPECT_FALSE(begin.error);
+  EXPECT_EQ(begin.tx, TxStatus::in_tx);
+  ASSERT_FALSE(insert.error) << insert.error->message;
+  EXPECT_EQ(insert.affected, 1);
+  EXPECT_EQ(insert.tx, TxStatus::in_tx);
+  EXPECT_EQ(stats(*conn_).writes, w0 + 1) << "one write for both";
+  run("COMMIT");
+
+  // A "BEGIN" that fails (any statement can be chained; a failing one stands in for a BEGIN the
+  // server refuses): the statement behind it is skipped by the server, not run in autocommit.
+  ASSERT_TRUE(conn_->send_begin_chained({"SELECT 1/0", {}}));
+  conn_->send({ins, two});
+  Outcome bad = run_sync(io_, conn_->receive(a));
+  Outcome skipped = run_sync(io_, conn_->receive(b));
+  ASSERT_TRUE(bad.error);
+  EXPECT_EQ(bad.error->sqlstate, "22012");
+  ASSERT_TRUE(skipped.error) << "affected " << skipped.affected << " tx " << static_cast<int>(skipped.tx)
+                             << " bad.tx " << static_cast<int>(bad.tx);
+  EXPECT_EQ(skipped.error->code, protocol::ErrorCode::not_in_transaction);
+  EXPECT_FALSE(skipped.error->connection_broken);
+  EXPECT_EQ(skipped.tx, TxStatus::idle);
+  // A Parse that fails (unknown syntax) skips it too, and the same text later parses afresh.
+  ASSERT_TRUE(conn_->send_begin_chained({"BEGN", {}}));
+  conn_->send({ins, two});
+  EXPECT_EQ(run_sync(io_, conn_->receive(a)).error.value_or(backend::BackendError{}).sqlstate, "42601");
+  EXPECT_EQ(run_sync(io_, conn_->receive(b)).error.value_or(backend::BackendError{}).code,
+            protocol::ErrorCode::not_in_transaction);
+  // In step afterwards, the cached INSERT included.
+  run(ins, three);
+  EXPECT_EQ(scalar("SELECT string_agg(v::text, ',' ORDER BY v) FROM " + table_), Value(std::string("1,3")));
+
+  // A statement refused before the wire (a NUL in its text) leaves the BEGIN to end its own
+  // segment: it runs as if sent alone, and nothing waits for a Sync that never comes.
+  ASSERT_TRUE(conn_->send_begin_chained({"BEGIN", {}}));
+  conn_->send({std::string("SELECT '\0'", 10), {}});
+  begin = run_sync(io_, conn_->receive(a));
+  EXPECT_FALSE(begin.error);
+  EXPECT_EQ(begin.tx, TxStatus::in_tx);
+  EXPECT_EQ(run_sync(io_, conn_->receive(b)).error.value_or(backend::BackendError{}).code,
+            protocol::ErrorCode::bad_request);
+  run("ROLLBACK");
+  // Nothing queued behind it at all: the same.
+  ASSERT_TRUE(conn_->send_begin_chained({"BEGIN", {}}));
+  begin = run_sync(io_, conn_->receive(a));
+  EXPECT_FALSE(begin.error);
+  EXPECT_EQ(begin.tx, TxStatus::in_tx);
+  run("ROLLBACK");
+  // What cannot be chained is refused up front, and nothing is queued.
+  EXPECT_FALSE(conn_->send_begin_chained({"BEGIN", one}));
+  EXPECT_EQ(conn_->outstanding(), 0);
+  EXPECT_EQ(scalar("SELECT 5"), Value(std::int64_t{5}));
+}
+
 TEST_F(PgBackendTest, TransactionStatusFromReadyForQuery) {
   Outcome o;
   run("SELECT 1", {}, &o);

@@ -25,6 +25,7 @@ struct Script {
   std::vector<std::string> log;                // "send SQL" / "recv SQL" in order
   std::map<std::string, TxStatus> tx_after;    // status after a statement (default: unchanged)
   std::map<std::string, std::string> fails;    // SQL → SQLSTATE of the error it raises
+  bool chain = false;                          // the backend chains a BEGIN to its statement
 };
 
 class ScriptedConnection final : public backend::Connection {
@@ -36,6 +37,13 @@ class ScriptedConnection final : public backend::Connection {
     s_->log.push_back("send " + std::string(st.sql));
     queued_.emplace_back(st.sql);
   }
+  bool send_begin_chained(const backend::Statement& st) override {
+    if (!s_->chain) return false;
+    s_->log.push_back("send " + std::string(st.sql) + " chained");
+    queued_.emplace_back(st.sql);
+    chained_.push_back(queued_.size());  // the item after it is in its segment
+    return true;
+  }
   void send_reset() override {
     s_->log.push_back("send RESET");
     queued_.emplace_back("RESET");
@@ -44,11 +52,24 @@ class ScriptedConnection final : public backend::Connection {
     Outcome out;
     const std::string sql = queued_.front();
     queued_.pop_front();
+    for (auto& c : chained_) --c;
+    const bool in_failed_segment = skip_next_;
+    skip_next_ = false;
+    if (in_failed_segment) {
+      // PostgreSQL skipped it: the chained BEGIN before it failed.
+      s_->log.push_back("skipped " + sql);
+      out.error = backend::BackendError{ErrorCode::not_in_transaction, "not run", "", std::nullopt, false, false};
+      out.tx = tx_;
+      co_return out;
+    }
+    const bool chained = !chained_.empty() && chained_.front() == 0;
+    if (chained) chained_.erase(chained_.begin());
     s_->log.push_back("recv " + sql);
     if (auto it = s_->tx_after.find(sql); it != s_->tx_after.end()) tx_ = it->second;
     if (auto it = s_->fails.find(sql); it != s_->fails.end()) {
       out.error = backend::BackendError{ErrorCode::sql_error, "scripted failure", it->second, std::nullopt, false, false};
       if (tx_ == TxStatus::in_tx) tx_ = TxStatus::failed_tx;  // PostgreSQL's rule
+      if (chained) skip_next_ = true;
     }
     out.tx = tx_;
     co_return out;
@@ -63,6 +84,8 @@ class ScriptedConnection final : public backend::Connection {
  private:
   std::shared_ptr<Script> s_;
   std::deque<std::string> queued_;
+  std::vector<std::size_t> chained_;  // per chained item: how many items until it is received
+  bool skip_next_ = false;
   TxStatus tx_ = TxStatus::idle;
 };
 
@@ -254,6 +277,49 @@ TEST_F(EngineTest, AStatementForTheTransactionIsNotPipelinedBehindOneThatMayEndI
   EXPECT_TRUE(responder_.replies[2].ok);
   EXPECT_EQ(responder_.replies[3].code, ErrorCode::not_in_transaction);
   EXPECT_EQ(at("send INSERT 1"), -1);
+}
+
+TEST_F(EngineTest, ABeginIsChainedToTheStatementSentForItsTransaction) {
+  script_->chain = true;
+  script_->tx_after = {{"BEGIN", TxStatus::in_tx}, {"COMMIT", TxStatus::idle}};
+  begin_frame(1);
+  query(2, "INSERT 1", true);
+  query(3, "COMMIT");
+  run();
+  ASSERT_EQ(responder_.order, (std::vector<std::uint32_t>{1, 2, 3}));
+  for (std::uint32_t id : {1u, 2u, 3u}) EXPECT_TRUE(responder_.replies[id].ok) << id;
+  EXPECT_TRUE(responder_.replies[2].in_transaction);
+  EXPECT_GE(at("send BEGIN chained"), 0);
+  EXPECT_LT(at("send INSERT 1"), at("recv BEGIN")) << "one write for both";
+  EXPECT_GT(at("send COMMIT"), at("recv INSERT 1"));
+
+  // The BEGIN fails: its statement is skipped by the backend and answered NOT_IN_TRANSACTION,
+  // and nothing is left pinned.
+  script_->log.clear();
+  script_->fails = {{"BEGIN", "25006"}};
+  script_->tx_after.erase("BEGIN");  // a BEGIN that fails opens nothing
+  begin_frame(4);
+  query(5, "INSERT 2", true);
+  query(6, "SELECT 1");
+  run();
+  ASSERT_EQ(responder_.order, (std::vector<std::uint32_t>{1, 2, 3, 4, 5, 6}));
+  EXPECT_FALSE(responder_.replies[4].ok);
+  EXPECT_EQ(responder_.replies[5].code, ErrorCode::not_in_transaction);
+  EXPECT_GE(at("skipped INSERT 2"), 0);
+  EXPECT_TRUE(responder_.replies[6].ok);
+  EXPECT_FALSE(responder_.replies[6].in_transaction);
+  EXPECT_EQ(session_->pinned(), 0);
+
+  // Not chained: a statement without in_tx, or one that may end the transaction.
+  script_->log.clear();
+  script_->fails.clear();
+  script_->tx_after = {{"BEGIN", TxStatus::in_tx}, {"ROLLBACK", TxStatus::idle}};
+  begin_frame(7);
+  query(8, "INSERT 3");
+  query(9, "ROLLBACK");
+  run();
+  EXPECT_EQ(at("send BEGIN chained"), -1);
+  EXPECT_GT(at("send INSERT 3"), at("recv BEGIN"));
 }
 
 TEST(ActivitySummary, CollapsesWhitespaceAndCutsOnACharacterBoundary) {
