@@ -330,6 +330,22 @@ def test_missing_sql_is_bad_request(conn):
     assert conn.query("SELECT 5").rows == [[5]]
 
 
+@pytest.mark.parametrize("bad", [1, "yes", [True], {"x": 1}], ids=["int", "str", "array", "map"])
+def test_in_tx_that_is_not_a_boolean_is_bad_request(conn, bad):
+    assert "in_tx" in conn.hello_ok.get("features", [])
+    rid = conn.new_id()
+    conn.send_frame(sc.QUERY, rid, {"sql": "SELECT 1", "in_tx": bad})
+    r = conn.request(rid)
+    assert r.error is not None and r.error.code == "BAD_REQUEST", r.final
+    assert "in_tx" in r.error.message
+    # and as a boolean outside a transaction: refused unrun, the connection goes on
+    rid = conn.new_id()
+    conn.send_frame(sc.QUERY, rid, {"sql": "SELECT 1", "in_tx": True})
+    r = conn.request(rid)
+    assert r.error is not None and r.error.code == "NOT_IN_TRANSACTION", r.final
+    assert conn.query("SELECT 5").rows == [[5]]
+
+
 def test_unknown_frame_type(conn):
     conn.send_raw(sc.encode_frame(0x50, 31, sc.encode_body({"x": "y" * 300})))
     conn.send_raw(sc.encode_frame(0xF0, 32, b""))
