@@ -289,6 +289,7 @@ class BasicPool : public std::enable_shared_from_this<BasicPool<Clock>> {
   }
   void close_slot(std::unique_ptr<Slot> slot);  // lock NOT held
   asio::awaitable<void> rollback_then_release(std::unique_ptr<Slot> slot);
+  asio::awaitable<void> ping_then_return(std::unique_ptr<Slot> slot);
   bool expired(const Slot& s, time_point now) const { return now - s.created >= config_.pool.max_lifetime; }
   void schedule_tick();
   BackendError unavailable_error() const;
@@ -309,6 +310,7 @@ class BasicPool : public std::enable_shared_from_this<BasicPool<Clock>> {
   bool stopped_ = false, paused_ = false, draining_ = false, retired_ = false;
   std::uint64_t generation_ = 0;
   bool backend_down_ = false;
+  bool pinging_ = false;  // a health-check ping is out (one at a time)
   BackendError last_error_;
   time_point next_connect_{};
   time_point next_health_{};

@@ -17,6 +17,11 @@ inline constexpr std::chrono::milliseconds kCheckAfterIdle{1000};
 inline constexpr std::chrono::milliseconds kHealthInterval{2000};
 // A returned transaction gets this long to roll back before its connection is written off.
 inline constexpr std::chrono::milliseconds kRollbackDeadline{5000};
+// An idle connection unused this long is pinged (one round trip, at most one per bind and health
+// interval): a backend that stopped answering (frozen, a dead network path) shows no EOF, so only
+// a round trip tells. No answer within kPingDeadline marks the bind down.
+inline constexpr std::chrono::milliseconds kPingAfterIdle{5000};
+inline constexpr std::chrono::milliseconds kPingDeadline{3000};
 
 inline BackendError make_error(protocol::ErrorCode code, std::string message) {
   BackendError e;
@@ -402,6 +407,50 @@ asio::awaitable<void> BasicPool<Clock>::rollback_then_release(std::unique_ptr<Sl
 }
 
 template <class Clock>
+asio::awaitable<void> BasicPool<Clock>::ping_then_return(std::unique_ptr<Slot> slot) {
+  auto self = this->shared_from_this();
+  asio::steady_timer deadline(strand_, detail::kPingDeadline);
+  auto* conn = slot->conn.get();
+  bool timed_out = false;
+  deadline.async_wait([conn, &timed_out](boost::system::error_code ec) {
+    if (ec) return;
+    timed_out = true;
+    conn->abort();
+  });
+  bool ok = false;
+  try {
+    ok = co_await conn->ping();
+  } catch (const std::exception&) {
+    ok = false;
+  }
+  deadline.cancel();
+  std::unique_ptr<Slot> to_close;
+  {
+    std::lock_guard lock(mu_);
+    --resetting_;
+    pinging_ = false;
+    if (!ok) {
+      ++closed_broken_;
+      backend_down_ = true;
+      last_error_ = detail::make_error(
+          protocol::ErrorCode::backend_unavailable,
+          timed_out ? "health check: no answer within " + std::to_string(detail::kPingDeadline.count()) + "ms"
+                    : "health check: the connection failed");
+      to_close = std::move(slot);
+    } else if (stopped_ || draining_ || retired_ || expired(*slot, Clock::now()) || slot->generation != generation_) {
+      to_close = std::move(slot);
+    } else if (!paused_ && !waiters_.empty()) {
+      grant_locked(std::move(slot));
+    } else {
+      // Back where it was: the ping is not a use (idle_timeout still counts from the last one).
+      enter_locked(*slot, SlotState::idle);
+      idle_.push_front(std::move(slot));
+    }
+  }
+  if (to_close) close_slot(std::move(to_close));
+}
+
+template <class Clock>
 void BasicPool<Clock>::grant_locked(std::unique_ptr<Slot> slot) {
   if (!paused_ && !draining_ && !waiters_.empty()) {
     auto w = std::move(waiters_.front());
@@ -579,6 +628,17 @@ void BasicPool<Clock>::maintain() {
         } else {
           ++it;
         }
+      }
+      // A backend can stop answering without closing anything: ping the longest-idle connection.
+      if (!backend_down_ && !pinging_ && !paused_ && !draining_ &&
+          !retired_ && !idle_.empty() && now - idle_.front()->last_used >= detail::kPingAfterIdle &&
+          idle_.front()->conn->backend() != Backend::sqlite) {  // nothing between: SQLite is in-process
+        auto slot = std::move(idle_.front());
+        idle_.pop_front();
+        enter_locked(*slot, SlotState::resetting);  // the pool's own work on it, like a rollback
+        ++resetting_;
+        pinging_ = true;
+        asio::co_spawn(strand_, ping_then_return(std::move(slot)), asio::detached);
       }
       const bool probe = backend_down_ || (found_dead && open == 0);
       if (probe && connecting_ == 0 && !paused_ && !draining_ && !retired_ && now >= next_connect_ &&

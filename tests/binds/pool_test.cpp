@@ -41,6 +41,7 @@ struct Backend {
   std::vector<std::string> statements;
   bool fail_connect = false;
   bool rollback_fails = false;
+  int pings = 0;
 };
 
 class FakeConnection final : public backend::Connection {
@@ -73,7 +74,10 @@ class FakeConnection final : public backend::Connection {
   void abort() override {}
   bool looks_alive() override { return alive; }
   bool wants_replacement() const override { return bloated; }
-  asio::awaitable<bool> ping() override { co_return alive; }
+  asio::awaitable<bool> ping() override {
+    ++b_->pings;
+    co_return alive && answers;
+  }
   asio::awaitable<void> close() override {
     ++b_->closed;
     --b_->live;
@@ -81,6 +85,7 @@ class FakeConnection final : public backend::Connection {
     co_return;
   }
   bool alive = true;
+  bool answers = true;  // false: open (looks alive) but no answer to a round trip, as if frozen
   bool bloated = false;  // holds memory only closing returns
   int id = 0;  // the how-many-th connection opened (addresses get reused)
 
@@ -445,6 +450,59 @@ TEST_F(PoolTest, IdleConnectionsTheBackendClosedAreFoundAndTheBackendProbed) {
   EXPECT_EQ(p->stats().closed_broken, 1u);
   EXPECT_EQ(p->stats().idle, 0);
   EXPECT_TRUE(p->stats().backend_down) << "all connections dead and no connect works: down";
+}
+
+// A backend that stops answering closes nothing: only a round trip finds it. The longest-idle
+// connection is pinged; one that answers goes back as it was (the ping is no use: idle_timeout
+// still counts), one that does not is closed and the bind reported down until a probe connects.
+TEST_F(PoolTest, AnIdleConnectionIsPingedAndOneThatDoesNotAnswerMarksTheBindDown) {
+  auto p = make(2, 1);
+  p->start();
+  settle();
+  auto a = acquire(p);
+  auto* fake = static_cast<FakeConnection*>(&(*a)->lease.conn());
+  (*a)->lease.release();
+  settle();
+  FakeClock::advance(3s);  // idle, but not long enough for a ping
+  p->maintain();
+  settle();
+  EXPECT_EQ(backend_->pings, 0);
+  FakeClock::advance(3s);
+  p->maintain();
+  settle();
+  EXPECT_EQ(backend_->pings, 1);
+  EXPECT_FALSE(p->stats().backend_down);
+  EXPECT_EQ(p->stats().idle, 1);
+  EXPECT_EQ(p->stats().resetting, 0);
+  fake->answers = false;
+  backend_->fail_connect = true;  // and nothing new connects either
+  FakeClock::advance(3s);
+  p->maintain();
+  settle();
+  EXPECT_EQ(backend_->pings, 2);
+  EXPECT_TRUE(p->stats().backend_down) << "a connection that no longer answers, yet the bind shows ok";
+  EXPECT_EQ(p->stats().closed_broken, 1u);
+  EXPECT_EQ(p->stats().idle, 0);
+  backend_->fail_connect = false;
+  FakeClock::advance(6s);
+  p->maintain();
+  settle();
+  EXPECT_FALSE(p->stats().backend_down) << "the probe connected but the pool still says down";
+}
+
+TEST_F(PoolTest, APingDoesNotKeepAConnectionFromItsIdleTimeout) {
+  auto p = make(2, 0);
+  p->start();
+  auto a = acquire(p);
+  (*a)->lease.release();
+  settle();
+  for (int i = 0; i < 31; ++i) {  // 62 s of ticks, pinged along the way
+    FakeClock::advance(2s);
+    p->maintain();
+    settle();
+  }
+  EXPECT_GT(backend_->pings, 0);
+  EXPECT_EQ(p->stats().idle, 0) << "idle 62 s with idle_timeout 60 s, kept open by its pings";
 }
 
 TEST_F(PoolTest, PauseHoldsRequestsPastAcquireTimeoutUntilResume) {

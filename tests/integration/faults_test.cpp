@@ -73,6 +73,51 @@ TEST(Faults, ReachabilityFollowsTheBackendWithoutRequests) {
   std::filesystem::remove_all(tmp, ec);
 }
 
+// A backend that stops answering without closing anything (SIGSTOP: sockets stay open, no EOF)
+// is found by the pool's ping of an idle connection: stats, /readyz and binds_backend_reachable
+// say "backend down" within seconds, with no request sent, and "ok" once it answers again.
+TEST(Faults, AFrozenBackendIsReportedDownWithoutRequests) {
+  BINDS_REQUIRE_URL("BINDS_TEST_PG_URL", pg);
+  auto tmp = make_temp_dir("frozen");
+  Daemon d("default: lite\nbinds:\n  pg:\n    url: " + pg + "?connect_timeout=2\n    pool: { min: 1 }\n" +
+           lite_bind(tmp));
+  auto c = d.connect();
+  ASSERT_EQ(client::value_text(c.query("SELECT 1", {}, std::string("pg")).rows.at(0).at(0)), "1");
+  auto state = [&] {
+    auto t = c.admin("stats");
+    for (const auto& row : t.rows)
+      if (client::value_text(row[0]) == "pg") return client::value_text(row.back());
+    return std::string("?");
+  };
+  auto wait_for = [&](const std::string& want, int seconds) {
+    for (int i = 0; i < seconds * 10; ++i) {
+      if (state() == want) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  };
+  ASSERT_EQ(state(), "ok");
+  {
+    struct Thaw {
+      bool frozen = true;
+      ~Thaw() {
+        if (frozen) testdb("thaw-pg");
+      }
+    } thaw;
+    testdb("freeze-pg");
+    // idle 5 s before a ping, a tick every 2 s, 3 s for the answer: down within ~10 s
+    EXPECT_TRUE(wait_for("backend down", 20)) << "still " << state() << " 20 s after PostgreSQL froze";
+    // The other binds are served meanwhile.
+    EXPECT_EQ(client::value_text(c.query("SELECT 3", {}, std::string("lite")).rows.at(0).at(0)), "3");
+    testdb("thaw-pg");
+    thaw.frozen = false;
+  }
+  EXPECT_TRUE(wait_for("ok", 20)) << "still " << state() << " 20 s after PostgreSQL thawed";
+  EXPECT_EQ(client::value_text(c.query("SELECT 2", {}, std::string("pg")).rows.at(0).at(0)), "2");
+  std::error_code ec;
+  std::filesystem::remove_all(tmp, ec);
+}
+
 TEST(Faults, MariaDBDownOnlyFailsItsOwnBindAndRecoversWithoutRestart) {
   BINDS_REQUIRE_URL("BINDS_TEST_MYSQL_URL", my);
   BINDS_REQUIRE_URL("BINDS_TEST_PG_URL", pg);
