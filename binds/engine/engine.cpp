@@ -301,10 +301,14 @@ asio::awaitable<void> ClientSession::run_lane(std::string key) {
           // A backend that does not answer is written off rather than waited for.
           asio::steady_timer deadline(strand_, kAbandonGrace);
           auto* conn = &l.lease.conn();
-          deadline.async_wait([conn](boost::system::error_code ec) {
-            if (!ec) conn->abort();
+          // An expiry already queued when the rollback ends must not abort a connection that
+          // has gone back to the pool by then.
+          auto done = std::make_shared<bool>(false);
+          deadline.async_wait([conn, done](boost::system::error_code ec) {
+            if (!ec && !*done) conn->abort();
           });
           auto out = co_await conn->execute(rollback, discard);
+          *done = true;
           deadline.cancel();
           l.lease.slot().tx = out.error ? TxStatus::unknown : out.tx;
           if (out.error) l.lease.mark_broken();

@@ -388,12 +388,16 @@ asio::awaitable<void> BasicPool<Clock>::rollback_then_release(std::unique_ptr<Sl
   // strand, where the receive runs).
   asio::steady_timer deadline(strand_, detail::kRollbackDeadline);
   auto* conn = slot->conn.get();
-  deadline.async_wait([conn](boost::system::error_code ec) {
-    if (!ec) conn->abort();
+  // An expiry already queued when the rollback ends must not abort the connection once it is
+  // back in the pool.
+  auto done = std::make_shared<bool>(false);
+  deadline.async_wait([conn, done](boost::system::error_code ec) {
+    if (!ec && !*done) conn->abort();
   });
   backend::DiscardSink sink;
   const backend::Statement rollback{"ROLLBACK", {}};
   auto out = co_await conn->execute(rollback, sink);
+  *done = true;
   deadline.cancel();
   bool ok = !out.error && out.tx == TxStatus::idle;
   {
@@ -411,10 +415,16 @@ asio::awaitable<void> BasicPool<Clock>::ping_then_return(std::unique_ptr<Slot> s
   auto self = this->shared_from_this();
   asio::steady_timer deadline(strand_, detail::kPingDeadline);
   auto* conn = slot->conn.get();
-  bool timed_out = false;
-  deadline.async_wait([conn, &timed_out](boost::system::error_code ec) {
-    if (ec) return;
-    timed_out = true;
+  // Shared with the handler: an expiry already queued when the ping ends must neither touch this
+  // frame nor abort a connection that is back in the pool (or closed) by then.
+  struct Ping {
+    bool done = false;
+    bool timed_out = false;
+  };
+  auto ping = std::make_shared<Ping>();
+  deadline.async_wait([conn, ping](boost::system::error_code ec) {
+    if (ec || ping->done) return;
+    ping->timed_out = true;
     conn->abort();
   });
   bool ok = false;
@@ -423,7 +433,9 @@ asio::awaitable<void> BasicPool<Clock>::ping_then_return(std::unique_ptr<Slot> s
   } catch (const std::exception&) {
     ok = false;
   }
+  ping->done = true;
   deadline.cancel();
+  const bool timed_out = ping->timed_out;
   std::unique_ptr<Slot> to_close;
   {
     std::lock_guard lock(mu_);
