@@ -434,7 +434,7 @@ void ClientSession::stop(const std::shared_ptr<Running>& r, ErrorCode why) {
   });
 }
 
-void ClientSession::prefetch(Lane& l, backend::Connection& conn, bool running_may_end_tx) {
+void ClientSession::prefetch(Lane& l, backend::Connection& conn, const std::string* running_in_tx) {
   // PostgreSQL alone: with a Sync after each statement its answers to pipelined statements are
   // exactly those of the same statements sent one by one (an error fails only its own statement,
   // or the open transaction block, as it would anyway). MySQL ends a transaction on a deadlock,
@@ -452,7 +452,7 @@ void ClientSession::prefetch(Lane& l, backend::Connection& conn, bool running_ma
     }
     // A statement meant for the open transaction goes out only while one is sure to be open when
     // it arrives: not behind the BEGIN that may yet fail, nor behind a statement that may end it.
-    if (q.req.in_tx && (!l.pinned() || running_may_end_tx)) break;
+    if (q.req.in_tx && (!l.pinned() || !running_in_tx || may_end_transaction(*running_in_tx))) break;
     conn.send(backend::Statement{q.req.sql, q.req.params});
     q.sent = true;
     l.stats->pipelined++;
@@ -673,7 +673,7 @@ asio::awaitable<void> ClientSession::execute(Lane& l, Request req, std::shared_p
     }
     while (next < ops.size() && conn.outstanding() < window) conn.send(ops[next++]);
     if (kind == Kind::query && timeout.count() == 0 && !run->stop)
-      prefetch(l, conn, !was_pinned || may_end_transaction(req.sql));
+      prefetch(l, conn, was_pinned ? &req.sql : nullptr);
     for (; pending_reset > 0; --pending_reset) {
       auto r = co_await conn.receive(discard);
       if (r.error && !reset_failed) {

@@ -178,8 +178,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   asio::awaitable<void> execute(Lane& lane, Request req, std::shared_ptr<pool::Pool> pool, bool sent,
                                 bool cancel_requested);
   // Sends the lane's next queued requests on `conn` behind the running one, while they qualify.
-  // `running_may_end_tx`: the running statement may end the lane's transaction.
-  void prefetch(Lane& lane, backend::Connection& conn, bool running_may_end_tx);
+  // `running_in_tx`: the SQL of the running statement when it runs inside the lane's transaction
+  // (it may yet end it), else null.
+  void prefetch(Lane& lane, backend::Connection& conn, const std::string* running_in_tx);
   void arm_idle_tx_timer(const std::string& key, Lane& lane);
   void stop(const std::shared_ptr<Running>& r, protocol::ErrorCode why);
   void finished_one(bool internal);

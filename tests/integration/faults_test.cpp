@@ -29,6 +29,23 @@ using Clock = std::chrono::steady_clock;
 
 std::string lite_bind(const fs::path& dir) { return "  lite: sqlite:///" + (dir / "lite.db").string() + "\n"; }
 
+// A bind's reachability column in `binds stats` ("ok", "backend down").
+std::string bind_state(Client& c, const std::string& bind) {
+  auto t = c.admin("stats");
+  for (const auto& row : t.rows)
+    if (client::value_text(row[0]) == bind) return client::value_text(row.back());
+  return "?";
+}
+
+// Polls bind_state every 100 ms for up to `seconds`.
+bool wait_for_state(Client& c, const std::string& bind, const std::string& want, int seconds) {
+  for (int i = 0; i < seconds * 10; ++i) {
+    if (bind_state(c, bind) == want) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
 // ---- a backend that goes away ----
 
 // Stops the test MariaDB; whatever happens after, it comes back for the tests that follow.
@@ -50,19 +67,8 @@ TEST(Faults, ReachabilityFollowsTheBackendWithoutRequests) {
   Daemon d("default: lite\nbinds:\n  my: " + my + "\n" + lite_bind(tmp));
   auto c = d.connect();
   ASSERT_EQ(client::value_text(c.query("SELECT 1", {}, std::string("my")).rows.at(0).at(0)), "1");
-  auto state = [&] {
-    auto t = c.admin("stats");
-    for (const auto& row : t.rows)
-      if (client::value_text(row[0]) == "my") return client::value_text(row.back());
-    return std::string("?");
-  };
-  auto wait_for = [&](const std::string& want) {
-    for (int i = 0; i < 100; ++i) {
-      if (state() == want) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return false;
-  };
+  auto state = [&] { return bind_state(c, "my"); };
+  auto wait_for = [&](const std::string& want) { return wait_for_state(c, "my", want, 10); };
   MysqlStopped restart;
   EXPECT_TRUE(wait_for("backend down")) << "still " << state() << " 10 s after MariaDB stopped";
   testdb("start-mysql");
@@ -83,19 +89,8 @@ TEST(Faults, AFrozenBackendIsReportedDownWithoutRequests) {
            lite_bind(tmp));
   auto c = d.connect();
   ASSERT_EQ(client::value_text(c.query("SELECT 1", {}, std::string("pg")).rows.at(0).at(0)), "1");
-  auto state = [&] {
-    auto t = c.admin("stats");
-    for (const auto& row : t.rows)
-      if (client::value_text(row[0]) == "pg") return client::value_text(row.back());
-    return std::string("?");
-  };
-  auto wait_for = [&](const std::string& want, int seconds) {
-    for (int i = 0; i < seconds * 10; ++i) {
-      if (state() == want) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return false;
-  };
+  auto state = [&] { return bind_state(c, "pg"); };
+  auto wait_for = [&](const std::string& want, int seconds) { return wait_for_state(c, "pg", want, seconds); };
   ASSERT_EQ(state(), "ok");
   {
     struct Thaw {

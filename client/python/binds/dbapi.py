@@ -101,6 +101,12 @@ class _Pipeline:
         while len(self.inflight) > n:
             self.read_one()
 
+    def abandon_if_unanswered(self) -> None:
+        """Interrupted (KeyboardInterrupt, a timeout) with answers still due: the connection is
+        out of step with the server and must not be used again."""
+        if self.inflight:
+            self.conn._abandon(f"interrupted with {len(self.inflight)} statements unanswered")
+
     def read_one(self) -> None:
         """Read the whole answer of the oldest request in flight."""
         self.flush()
@@ -859,8 +865,7 @@ class Cursor:
         except Error:
             raise
         except BaseException:
-            if pipe.inflight:
-                conn._abandon(f"interrupted with {len(pipe.inflight)} statements unanswered")
+            pipe.abandon_if_unanswered()
             raise
         self.in_transaction = conn._tx_open
         if pipe.error is not None:
@@ -941,8 +946,7 @@ class Cursor:
             except Error:
                 raise
             except BaseException:
-                if pipe.inflight:
-                    conn._abandon(f"interrupted with {len(pipe.inflight)} statements unanswered")
+                pipe.abandon_if_unanswered()
                 raise
             err = pipe.error
             if err is not None and err.executemany_index is not None and err.code == "SQL_ERROR":
