@@ -9,6 +9,7 @@
 #include <map>
 
 #include "binds/engine/engine.hpp"
+#include "binds/socket_wakeups.hpp"
 #include "protocol/frame.hpp"
 #include "protocol/messages.hpp"
 #include "server/log_limiter.hpp"
@@ -444,7 +445,8 @@ std::string handle_frame(const SessionPtr<Socket>& s, FrameDecoder& dec, const F
 
 // A client's reads go into its small buffer (Session::small_read, what a request usually takes),
 // through Asio's own read: it parks on the descriptor epoll already watches, where waiting for
-// readiness would re-arm it (an epoll_ctl per request). What does not fit is read at once into one
+// readiness would re-arm it (an epoll_ctl per request); a ShortReadBuffer keeps it from first
+// trying a socket its last read drained (binds/socket_wakeups.hpp). What does not fit is read at once into one
 // big buffer per I/O thread, so an idle client holds only the small one (10,000 idle clients must
 // cost little). A function, not a thread_local named inside the coroutine: a coroutine may resume
 // on another thread, and the compiler may keep the address it computed before the suspension.
@@ -464,7 +466,7 @@ asio::awaitable<std::string> read_loop(const SessionPtr<Socket>& s) {
     if (s->outbox.full() && s->close_reason.empty()) co_await s->outbox.room(&s->closing);
     if (!s->close_reason.empty()) co_return s->close_reason;
     boost::system::error_code ec;
-    const std::size_t n = co_await s->socket.async_read_some(asio::buffer(s->small_read),
+    const std::size_t n = co_await s->socket.async_read_some(ShortReadBuffer(asio::buffer(s->small_read)),
                                                              asio::redirect_error(asio::use_awaitable, ec));
     if (!ec) {
       dec.feed(s->small_read.data(), n);

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "binds/socket_wakeups.hpp"
 #include "protocol/pg/auth.hpp"
 #include "protocol/pg/backend.hpp"
 #include "protocol/pg/frontend.hpp"
@@ -354,6 +355,11 @@ asio::awaitable<std::optional<Session>> attempt_tcp(asio::any_io_executor ex, co
   // dead peer on an idle pooled connection, as libpq's default keepalives=1 does.
   t.tcp_socket()->set_option(tcp::no_delay(true), ec);
   t.tcp_socket()->set_option(asio::socket_base::keep_alive(true), ec);
+  watch_reads_only(*t.tcp_socket(), ec);
+  if (ec) {
+    fail.message = ec.message();
+    co_return std::nullopt;
+  }
 
   if (tls) {
     std::string req;
@@ -407,6 +413,7 @@ asio::awaitable<std::optional<Session>> attempt_unix(asio::any_io_executor ex, c
   error_code ec;
   co_await t.unix_sock()->async_connect(asio::local::stream_protocol::endpoint(s.socket_path()),
                                         asio::redirect_error(asio::use_awaitable, ec));
+  if (!ec) watch_reads_only(*t.unix_sock(), ec);
   if (ec) {
     fail.message = ec.message();
     co_return std::nullopt;

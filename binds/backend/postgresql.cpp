@@ -861,9 +861,9 @@ asio::awaitable<Outcome> PgConnection::receive(ResultSink& sink) {
     }
     auto buf = reader_.prepare(hold);
     // Asio's own read, not readiness then a read of ours: it tries the socket at once only when
-    // its last read did not drain it, and otherwise parks on the descriptor it already watches.
-    // One recv per answer; waiting for readiness instead re-arms epoll (an epoll_ctl) each time,
-    // and a read of ours first mostly finds nothing (a wasted recv).
+    // its last read did not drain it (Transport reads with a ShortReadBuffer), and otherwise parks
+    // on the descriptor it already watches. One recv per answer; waiting for readiness instead
+    // re-arms epoll (an epoll_ctl) each time, and a read of ours first mostly finds nothing.
     const std::size_t n = co_await transport_.read_some(asio::buffer(buf.data(), buf.size()), ec);
     if (ec) {
       set_broken(read_error_text(ec));

@@ -1,0 +1,202 @@
+// ShortReadBuffer changes when Asio's reactor tries a socket; what must not change is that every
+// byte that arrives completes a read. These tests drive the cases where a lost edge would hang a
+// read: bytes that arrive after a short read but before the next read starts, while it is parked,
+// end of stream after a short read, and a read that filled its buffer. watch_reads_only must keep
+// writes that have to wait for room working.
+#include "binds/socket_wakeups.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <thread>
+
+namespace {
+
+namespace asio = boost::asio;
+using boost::system::error_code;
+using asio::ip::tcp;
+
+struct Pair {
+  asio::io_context io;
+  tcp::socket a{io}, b{io};
+  Pair() {
+    tcp::acceptor acc(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+    a.connect(acc.local_endpoint());
+    acc.accept(b);
+  }
+};
+
+// Runs the context until `done` or ten seconds pass (a lost wake-up shows as a timeout).
+template <class Pred>
+bool run_until(asio::io_context& io, Pred done) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!done() && std::chrono::steady_clock::now() < until) {
+    io.restart();
+    io.run_for(std::chrono::milliseconds(20));
+  }
+  return done();
+}
+
+struct Read {
+  bool done = false;
+  error_code ec;
+  std::size_t n = 0;
+};
+
+template <class Socket>
+void start_read(Socket& s, char* buf, std::size_t size, Read& r) {
+  r = Read{};
+  s.async_read_some(binds::ShortReadBuffer(asio::buffer(buf, size)), [&r](error_code ec, std::size_t n) {
+    r.done = true;
+    r.ec = ec;
+    r.n = n;
+  });
+}
+
+TEST(ShortReadBuffer, BytesWrittenAfterAShortReadCompleteTheNextRead) {
+  Pair p;
+  char buf[64];
+  Read r;
+  asio::write(p.a, asio::buffer(std::string("abc")));
+  start_read(p.b, buf, sizeof buf, r);
+  ASSERT_TRUE(run_until(p.io, [&] { return r.done; }));
+  EXPECT_EQ(r.n, 3u);
+  // The socket is drained; these bytes arrive before the next read is even started.
+  asio::write(p.a, asio::buffer(std::string("defg")));
+  start_read(p.b, buf, sizeof buf, r);
+  ASSERT_TRUE(run_until(p.io, [&] { return r.done; })) << "a read after a short read missed bytes already there";
+  EXPECT_FALSE(r.ec);
+  EXPECT_EQ(std::string(buf, r.n), "defg");
+}
+
+TEST(ShortReadBuffer, AParkedReadCompletesWhenBytesArriveLater) {
+  Pair p;
+  char buf[64];
+  Read r;
+  asio::write(p.a, asio::buffer(std::string("x")));
+  start_read(p.b, buf, sizeof buf, r);
+  ASSERT_TRUE(run_until(p.io, [&] { return r.done; }));
+  start_read(p.b, buf, sizeof buf, r);
+  p.io.restart();
+  p.io.poll();
+  EXPECT_FALSE(r.done);
+  // From another thread while the loop waits in epoll.
+  std::thread writer([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    error_code ec;
+    asio::write(p.a, asio::buffer(std::string("late")), ec);
+  });
+  const bool ok = run_until(p.io, [&] { return r.done; });
+  writer.join();
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(std::string(buf, r.n), "late");
+}
+
+TEST(ShortReadBuffer, BytesWrittenInsideTheCompletionHandlerAreRead) {
+  // The tightest window: the peer's bytes land between the short read and the next read's start,
+  // on the same thread, with no trip through epoll in between.
+  Pair p;
+  char buf[64];
+  std::string got;
+  int reads = 0;
+  std::function<void()> next = [&] {
+    p.b.async_read_some(binds::ShortReadBuffer(asio::buffer(buf)), [&](error_code ec, std::size_t n) {
+      if (ec) return;
+      got.append(buf, n);
+      if (++reads < 100) {
+        asio::write(p.a, asio::buffer(std::string("y")));
+        next();
+      }
+    });
+  };
+  asio::write(p.a, asio::buffer(std::string("y")));
+  next();
+  ASSERT_TRUE(run_until(p.io, [&] { return reads == 100; })) << "stalled after " << reads << " reads";
+  EXPECT_EQ(got, std::string(100, 'y'));
+}
+
+TEST(ShortReadBuffer, EndOfStreamAfterAShortReadIsReported) {
+  Pair p;
+  char buf[64];
+  Read r;
+  asio::write(p.a, asio::buffer(std::string("last")));
+  start_read(p.b, buf, sizeof buf, r);
+  ASSERT_TRUE(run_until(p.io, [&] { return r.done; }));
+  p.a.close();
+  start_read(p.b, buf, sizeof buf, r);
+  ASSERT_TRUE(run_until(p.io, [&] { return r.done; }));
+  EXPECT_EQ(r.ec, asio::error::eof);
+}
+
+TEST(ShortReadBuffer, AFullReadLeavesTheRestForTheNextRead) {
+  Pair p;
+  char buf[4];
+  Read r;
+  asio::write(p.a, asio::buffer(std::string("0123456789")));
+  std::string got;
+  while (got.size() < 10) {
+    start_read(p.b, buf, sizeof buf, r);
+    ASSERT_TRUE(run_until(p.io, [&] { return r.done; })) << "after " << got.size() << " bytes";
+    ASSERT_FALSE(r.ec);
+    got.append(buf, r.n);
+  }
+  EXPECT_EQ(got, "0123456789");
+}
+
+TEST(ShortReadBuffer, WorksOnUnixStreamSockets) {
+  asio::io_context io;
+  asio::local::stream_protocol::socket a(io), b(io);
+  asio::local::connect_pair(a, b);
+  char buf[64];
+  Read r;
+  for (const std::string msg : {"one", "two", "three"}) {
+    asio::write(a, asio::buffer(msg));
+    start_read(b, buf, sizeof buf, r);
+    ASSERT_TRUE(run_until(io, [&] { return r.done; }));
+    EXPECT_EQ(std::string(buf, r.n), msg);
+  }
+}
+
+TEST(WatchReadsOnly, AWriteThatMustWaitForRoomStillCompletes) {
+  asio::io_context io;
+  tcp::acceptor acc(io, tcp::endpoint(asio::ip::address_v4::loopback(), 0));
+  tcp::socket a(io), b(io);
+  bool connected = false;
+  a.async_connect(acc.local_endpoint(), [&](error_code ec) { connected = !ec; });
+  acc.accept(b);
+  ASSERT_TRUE(run_until(io, [&] { return connected; }));
+  error_code ec;
+  binds::watch_reads_only(a, ec);
+  ASSERT_FALSE(ec) << ec.message();
+  ASSERT_TRUE(a.is_open());
+
+  // More than the kernel buffers hold while the peer reads nothing: the write has to park on
+  // writability, which watch_reads_only took away, and must get it back.
+  const std::string big(16 << 20, 'z');
+  bool written = false;
+  asio::async_write(a, asio::buffer(big), [&](error_code e, std::size_t) { written = !e; });
+  io.restart();
+  io.poll();
+  EXPECT_FALSE(written);
+  std::thread reader([&] {
+    std::string sink(1 << 16, '\0');
+    std::size_t total = 0;
+    error_code e;
+    while (total < big.size() && !e) total += b.read_some(asio::buffer(sink), e);
+  });
+  const bool ok = run_until(io, [&] { return written; });
+  reader.join();
+  EXPECT_TRUE(ok) << "a write parked for room never completed";
+
+  // And reads still arrive on the re-registered descriptor.
+  char buf[8];
+  Read r;
+  asio::write(b, asio::buffer(std::string("hi")));
+  start_read(a, buf, sizeof buf, r);
+  ASSERT_TRUE(run_until(io, [&] { return r.done; }));
+  EXPECT_EQ(std::string(buf, r.n), "hi");
+}
+
+}  // namespace
