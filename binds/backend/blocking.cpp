@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -10,6 +12,114 @@
 #include "binds/backend/driver.hpp"
 
 namespace binds::backend {
+
+// ---------------------------------------------------------------------------- JobThreads
+
+struct JobThreads::Sleeper {
+  std::condition_variable cv;
+  bool woken = false;
+};
+
+JobThreads::JobThreads(std::size_t threads, std::size_t active) {
+  threads = std::max<std::size_t>(1, threads);
+  if (active == 0) active = std::max(1u, std::thread::hardware_concurrency());
+  active_ = std::min(active, threads);
+  threads_.reserve(threads);
+  for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { loop(); });
+  monitor_ = std::thread([this] { monitor(); });
+}
+
+void JobThreads::wake_one_locked() {
+  Sleeper* s = idle_.back();
+  idle_.pop_back();
+  s->woken = true;
+  ++running_;
+  s->cv.notify_one();
+}
+
+void JobThreads::push(std::unique_ptr<Job> job) {
+  std::lock_guard lock(mu_);
+  jobs_.push_back(std::move(job));
+  if (!idle_.empty() && running_ < active_) {
+    wake_one_locked();
+  } else if (monitor_waiting_) {
+    // Left to the running threads: the monitor watches that they get to it.
+    monitor_waiting_ = false;
+    monitor_cv_.notify_one();
+  }
+}
+
+void JobThreads::loop() {
+  std::unique_lock lock(mu_);
+  ++running_;
+  for (;;) {
+    if (!jobs_.empty()) {
+      auto job = std::move(jobs_.front());
+      jobs_.pop_front();
+      ++taken_;
+      lock.unlock();
+      job->run();
+      job.reset();  // what it holds goes before the lock is taken again
+      lock.lock();
+      continue;
+    }
+    if (stopping_) {
+      --running_;
+      return;
+    }
+    Sleeper me;
+    idle_.push_back(&me);
+    --running_;
+    me.cv.wait(lock, [&] { return me.woken || stopping_; });
+    if (!me.woken) {
+      std::erase(idle_, &me);
+      ++running_;
+    }
+  }
+}
+
+void JobThreads::monitor() {
+  std::unique_lock lock(mu_);
+  std::uint64_t seen = taken_;
+  while (!stopping_) {
+    if (jobs_.empty()) {
+      monitor_waiting_ = true;
+      monitor_cv_.wait(lock, [&] { return !monitor_waiting_ || stopping_; });
+      monitor_waiting_ = false;
+      seen = taken_;
+      continue;
+    }
+    monitor_cv_.wait_for(lock, std::chrono::milliseconds(1));
+    if (!jobs_.empty() && taken_ == seen && !idle_.empty()) {
+      ++stall_wakes_;
+      wake_one_locked();
+    }
+    seen = taken_;
+  }
+}
+
+std::uint64_t JobThreads::stall_wakes() const {
+  std::lock_guard lock(mu_);
+  return stall_wakes_;
+}
+
+std::size_t JobThreads::sleeping() const {
+  std::lock_guard lock(mu_);
+  return idle_.size();
+}
+
+void JobThreads::join() {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    for (Sleeper* s : idle_) s->cv.notify_one();
+    monitor_cv_.notify_one();
+  }
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+  if (monitor_.joinable()) monitor_.join();
+}
 
 namespace {
 
@@ -47,8 +157,15 @@ struct Exchange {
     wake_locked();
     space.wait(lock, [&] { return queued_bytes < kMaxQueuedBytes || stop || aborted; });
   }
-  void finish(std::optional<binds::BackendError> e, binds::ExecResult r, binds::TxStatus t) {
+  // The last batch (may be empty) and the end under one lock and one wake-up: a small result
+  // costs the consumer a single hand-off. It does not wait for room: the statement is over.
+  void finish(Batch last, std::size_t bytes, std::optional<binds::BackendError> e, binds::ExecResult r,
+              binds::TxStatus t) {
     std::lock_guard lock(mu);
+    if (last.columns || !last.rows.empty()) {
+      queued_bytes += bytes;
+      batches.push_back({std::move(last), bytes});
+    }
     error = std::move(e);
     result = r;
     tx = t;
@@ -151,6 +268,13 @@ class BatchingSink final : public binds::RowSink {
     batch_ = {};
     bytes_ = 0;
   }
+  // What is not flushed yet, for Exchange::finish().
+  std::pair<Exchange::Batch, std::size_t> take() {
+    std::pair<Exchange::Batch, std::size_t> out{std::move(batch_), bytes_};
+    batch_ = {};
+    bytes_ = 0;
+    return out;
+  }
   bool too_large() const { return too_large_; }
 
  private:
@@ -173,10 +297,10 @@ TxStatus convert(binds::TxStatus t) {
 
 // Runs f on the workers and resumes on the awaiting coroutine's executor.
 template <class F>
-asio::awaitable<std::invoke_result_t<F&>> on_worker(asio::thread_pool& pool, F f) {
+asio::awaitable<std::invoke_result_t<F&>> on_worker(JobThreads& pool, F f) {
   using R = std::invoke_result_t<F&>;
   auto initiate = [&pool, f = std::move(f)](auto handler) mutable {
-    asio::post(pool, [handler = std::move(handler), f = std::move(f)]() mutable {
+    pool.post([handler = std::move(handler), f = std::move(f)]() mutable {
       R r = f();
       auto ex = asio::get_associated_executor(handler);
       asio::post(ex, [handler = std::move(handler), r = std::move(r)]() mutable { handler(std::move(r)); });
@@ -217,11 +341,12 @@ class BlockingConnection final : public Connection {
     set_current(x);
     const std::size_t max_row = sink.max_row_bytes();
     shared_->busy = true;
-    asio::post(workers_->statements, [shared = shared_, x, op = std::move(op), max_row]() mutable {
+    workers_->statements.post([shared = shared_, x, op = std::move(op), max_row]() mutable {
       std::optional<binds::BackendError> err;
       binds::ExecResult result;
       binds::TxStatus tx = binds::TxStatus::unknown;
       bool too_large = false;
+      std::pair<Exchange::Batch, std::size_t> last;
       if (!shared->conn) {
         err = binds::BackendError{protocol::ErrorCode::backend_unavailable, "the connection is closed", "",
                                   std::nullopt, true, false};
@@ -244,14 +369,14 @@ class BlockingConnection final : public Connection {
             shared->cancellable = nullptr;
           }
           too_large = rows.too_large();
-          if (!too_large) rows.flush();
+          if (!too_large) last = rows.take();
         }
         tx = shared->conn->tx_status();
       }
       if (too_large && !err) {
         err = binds::BackendError{protocol::ErrorCode::bad_request, "row too large", "", std::nullopt, false, false};
       }
-      x->finish(std::move(err), result, tx);
+      x->finish(std::move(last.first), last.second, std::move(err), result, tx);
       shared->busy = false;
     });
 
@@ -398,7 +523,7 @@ class BlockingConnection final : public Connection {
       shared_.reset();
       return;
     }
-    asio::post(workers_->statements, [shared = std::move(shared_)]() mutable { shared->conn.reset(); });
+    workers_->statements.post([shared = std::move(shared_)]() mutable { shared->conn.reset(); });
   }
 
   std::shared_ptr<Shared> shared_;

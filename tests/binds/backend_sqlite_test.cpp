@@ -137,6 +137,51 @@ TEST_F(SqliteBackend, CancelStopsARunningStatementPromptly) {
   EXPECT_FALSE(exec("SELECT 1").error);
 }
 
+TEST_F(SqliteBackend, LongStatementsOnEveryRunningThreadDoNotHoldUpAPointSelect) {
+  // As many scans as the database runs at once before it brings in another thread, each on a
+  // connection of its own, then a point select on one more.
+  const int busy = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  options_.worker_threads = busy + 2;
+  std::vector<std::unique_ptr<backend::Connection>> conns;
+  for (int i = 0; i <= busy; ++i) {
+    auto r = run_sync(io_, backend::connect(io_.get_executor(), url_, options_));
+    ASSERT_TRUE(r.conn) << r.error.message;
+    conns.push_back(std::move(r.conn));
+  }
+  int slow_done = 0;
+  std::vector<std::unique_ptr<CollectSink>> sinks;
+  for (int i = 0; i < busy; ++i) {
+    sinks.push_back(std::make_unique<CollectSink>());
+    asio::co_spawn(io_, conns[i]->execute(Statement{kSlow, {}}, *sinks.back()),
+                   [&](std::exception_ptr, Outcome) { ++slow_done; });
+  }
+  const auto started = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - started < 200ms) {  // the scans start
+    io_.restart();
+    io_.run_for(10ms);
+  }
+  CollectSink fast_sink;
+  bool fast_done = false;
+  Outcome fast;
+  const auto t0 = std::chrono::steady_clock::now();
+  asio::co_spawn(io_, conns[busy]->execute(Statement{"SELECT 42", {}}, fast_sink), [&](std::exception_ptr, Outcome o) {
+    fast = std::move(o);
+    fast_done = true;
+  });
+  auto run_for = [&](auto d) {
+    io_.restart();  // run_sync() ran it dry
+    io_.run_for(d);
+  };
+  while (!fast_done && std::chrono::steady_clock::now() - t0 < 3s) run_for(10ms);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  for (int i = 0; i < busy; ++i) conns[i]->cancel();
+  while (slow_done < busy && std::chrono::steady_clock::now() - t0 < 10s) run_for(10ms);
+  ASSERT_TRUE(fast_done) << "a point select waited behind " << busy << " long statements";
+  EXPECT_FALSE(fast.error);
+  EXPECT_LT(took, 1s);
+  EXPECT_EQ(slow_done, busy);
+}
+
 TEST_F(SqliteBackend, AbortEndsAWaitAtOnceAndWritesTheConnectionOff) {
   asio::steady_timer t(io_, 200ms);
   t.async_wait([&](boost::system::error_code) { conn_->abort(); });
