@@ -243,6 +243,71 @@ TEST_P(BeginAhead, AStatementSentBehindAFailedBeginNeverRuns) {
   holder.query("DROP TABLE " + t, {}, b);
 }
 
+// The backend session dies while it runs the statement sent in one write with its BEGIN (on
+// PostgreSQL the two share one Sync segment). Whatever the BEGIN's reply was, the statement's
+// transaction is lost, never continued or committed, and the client carries on after ROLLBACK.
+TEST_P(BeginAhead, ABackendThatDiesUnderTheStatementSentWithItsBeginCommitsNothing) {
+  if (std::string(GetParam()).empty()) GTEST_SKIP() << "SQLite has no backend session to kill";
+  auto dir = make_temp_dir("begindeath");
+  BINDS_CASE_URL(GetParam(), dir, url);
+  const bool pg = std::string(GetParam()) == "BINDS_TEST_PG_URL";
+  const std::string t = "binds_begin_death_" + std::to_string(getpid());
+  Daemon d("default: db\nbinds:\n  db:\n    url: " + url + "\n    pool: { max: 2 }\n  ctl:\n    url: " + url +
+           "\n    pool: { max: 1 }\n");
+  const std::optional<std::string> b("db"), ctl_bind("ctl");
+  auto ctl = d.connect();
+  ctl.query("DROP TABLE IF EXISTS " + t, {}, ctl_bind);
+  ctl.query("CREATE TABLE " + t + " (v INTEGER)", {}, ctl_bind);
+  const std::string slow_insert = pg ? "INSERT INTO " + t + " SELECT 1 FROM pg_sleep(4)"
+                                     : "INSERT INTO " + t + " SELECT 1 FROM (SELECT SLEEP(4)) s";
+
+  auto c = d.connect();
+  const auto begin = c.send_begin(b);
+  const auto stmt = c.send_query(slow_insert, {}, b, 0, /*in_tx=*/true);
+  // Kill the session that runs it, from the other bind.
+  const std::string find = pg ? "SELECT pid FROM pg_stat_activity WHERE query LIKE 'INSERT INTO " + t + "%'"
+                              : "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'INSERT INTO " + t + "%'";
+  bool killed = false;
+  for (int i = 0; i < 60 && !killed; ++i) {
+    auto rows = ctl.query(find, {}, ctl_bind).rows;
+    if (rows.empty()) {
+      std::this_thread::sleep_for(50ms);
+      continue;
+    }
+    const std::string pid = client::value_text(rows.at(0).at(0));
+    ctl.query(pg ? "SELECT pg_terminate_backend(" + pid + ")" : "KILL CONNECTION " + pid, {}, ctl_bind);
+    killed = true;
+  }
+  ASSERT_TRUE(killed) << "the statement never showed up on the server";
+
+  const Reply rb = c.wait(begin);
+  const Reply rs = c.wait(stmt);
+  ASSERT_TRUE(rs.error) << "the statement whose session was killed was answered COMPLETE";
+  EXPECT_TRUE(rs.error->code == ErrorCode::backend_unavailable || rs.error->code == ErrorCode::not_in_transaction)
+      << rs.error->message;
+  std::printf("[ info     ] %s: the BEGIN was %s, the statement: %s\n", pg ? "postgresql" : "mysql",
+              rb.error ? "refused" : "acknowledged", protocol::error_code_name(rs.error->code).data());
+  if (!rb.error) {
+    // The BEGIN was acknowledged: the transaction is lost and refused until ROLLBACK.
+    EXPECT_EQ(error_code_of([&] { c.query("SELECT 1", {}, b); }), ErrorCode::tx_aborted);
+    EXPECT_EQ(error_code_of([&] { c.commit(b); }), ErrorCode::tx_aborted);
+    EXPECT_FALSE(c.rollback(b).in_transaction);
+  }
+  EXPECT_EQ(scalar(ctl, "SELECT COUNT(*) FROM " + t, ctl_bind), "0") << "the killed statement's row was committed";
+
+  // The client goes on: BEGIN, its statement and COMMIT in one write, committed once.
+  const std::string insert = "INSERT INTO " + t + " VALUES (" + (pg ? "$1" : "?") + ")";
+  const auto b2 = c.send_begin(b);
+  const auto s2 = c.send_query(insert, {Value(std::int64_t{7})}, b, 0, true);
+  const auto c2 = c.send_end(protocol::FrameType::commit, b);
+  EXPECT_FALSE(c.wait(b2).error);
+  const Reply r2 = c.wait(s2);
+  EXPECT_FALSE(r2.error) << r2.error->message;
+  EXPECT_FALSE(c.wait(c2).error);
+  EXPECT_EQ(scalar(ctl, "SELECT COUNT(*) FROM " + t, ctl_bind), "1");
+  ctl.query("DROP TABLE " + t, {}, ctl_bind);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, BeginAhead, ::testing::Values("BINDS_TEST_PG_URL", "BINDS_TEST_MYSQL_URL", ""),
                          [](const auto& info) {
                            std::string v = info.param;
