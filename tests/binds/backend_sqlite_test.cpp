@@ -172,13 +172,13 @@ TEST_F(SqliteBackend, LongStatementsOnEveryRunningThreadDoNotHoldUpAPointSelect)
     io_.restart();  // run_sync() ran it dry
     io_.run_for(d);
   };
-  while (!fast_done && std::chrono::steady_clock::now() - t0 < 3s) run_for(10ms);
+  while (!fast_done && std::chrono::steady_clock::now() - t0 < 5s) run_for(10ms);
   const auto took = std::chrono::steady_clock::now() - t0;
   for (int i = 0; i < busy; ++i) conns[i]->cancel();
-  while (slow_done < busy && std::chrono::steady_clock::now() - t0 < 10s) run_for(10ms);
+  while (slow_done < busy && std::chrono::steady_clock::now() - t0 < 15s) run_for(10ms);
   ASSERT_TRUE(fast_done) << "a point select waited behind " << busy << " long statements";
   EXPECT_FALSE(fast.error);
-  EXPECT_LT(took, 1s);
+  EXPECT_LT(took, 2s);  // a stall is noticed within milliseconds; the rest is a loaded machine's slack
   EXPECT_EQ(slow_done, busy);
 }
 

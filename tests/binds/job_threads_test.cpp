@@ -8,6 +8,7 @@
 #include <chrono>
 #include <future>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -68,17 +69,28 @@ TEST(JobThreads, AJobBehindLongRunningOnesGetsAThreadOfItsOwn) {
   EXPECT_GE(t.stall_wakes(), 1u);
 }
 
-TEST(JobThreads, ShortJobsDoNotWakeMoreThreadsThanAllowed) {
-  // Jobs that finish at once never look stalled: the monitor brings in no thread.
+TEST(JobThreads, OneActiveThreadRunsShortJobsAlone) {
+  // A post wakes no second thread while one runs, and a sleeping pool wakes the thread that went
+  // idle last: short jobs all run on one thread. The monitor may still bring in another when the
+  // running one is descheduled for a millisecond (a loaded machine), and counts each time it does.
   JobThreads t(8, 1);
+  for (int i = 0; i < 500 && t.sleeping() < 8; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(t.sleeping(), 8u);
+  std::mutex mu;
+  std::set<std::thread::id> ran_on;
   std::atomic<int> runs{0};
   for (int round = 0; round < 50; ++round) {
-    for (int i = 0; i < 20; ++i) t.post([&runs] { runs.fetch_add(1); });
+    for (int i = 0; i < 20; ++i)
+      t.post([&] {
+        std::lock_guard lock(mu);
+        ran_on.insert(std::this_thread::get_id());
+        runs.fetch_add(1);
+      });
     std::this_thread::sleep_for(1ms);
   }
   t.join();
   EXPECT_EQ(runs.load(), 1000);
-  EXPECT_EQ(t.stall_wakes(), 0u);
+  EXPECT_LE(ran_on.size(), 1 + t.stall_wakes()) << "a thread was woken beyond the one allowed to run";
 }
 
 }  // namespace
