@@ -1,9 +1,9 @@
 #include "binds/backend/pg_stream.hpp"
 
-#include "binds/socket_wakeups.hpp"
-
 #include <algorithm>
 #include <cstring>
+
+#include "binds/socket_wakeups.hpp"
 
 namespace binds::backend::pg {
 

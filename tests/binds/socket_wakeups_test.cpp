@@ -55,18 +55,23 @@ void start_read(Socket& s, char* buf, std::size_t size, Read& r) {
   });
 }
 
+// Starts a read and runs the context until it completes; false if it never does.
+template <class Socket>
+bool read_once(asio::io_context& io, Socket& s, char* buf, std::size_t size, Read& r) {
+  start_read(s, buf, size, r);
+  return run_until(io, [&] { return r.done; });
+}
+
 TEST(ShortReadBuffer, BytesWrittenAfterAShortReadCompleteTheNextRead) {
   Pair p;
   char buf[64];
   Read r;
   asio::write(p.a, asio::buffer(std::string("abc")));
-  start_read(p.b, buf, sizeof buf, r);
-  ASSERT_TRUE(run_until(p.io, [&] { return r.done; }));
+  ASSERT_TRUE(read_once(p.io, p.b, buf, sizeof buf, r));
   EXPECT_EQ(r.n, 3u);
   // The socket is drained; these bytes arrive before the next read is even started.
   asio::write(p.a, asio::buffer(std::string("defg")));
-  start_read(p.b, buf, sizeof buf, r);
-  ASSERT_TRUE(run_until(p.io, [&] { return r.done; })) << "a read after a short read missed bytes already there";
+  ASSERT_TRUE(read_once(p.io, p.b, buf, sizeof buf, r)) << "a read after a short read missed bytes already there";
   EXPECT_FALSE(r.ec);
   EXPECT_EQ(std::string(buf, r.n), "defg");
 }
@@ -76,8 +81,7 @@ TEST(ShortReadBuffer, AParkedReadCompletesWhenBytesArriveLater) {
   char buf[64];
   Read r;
   asio::write(p.a, asio::buffer(std::string("x")));
-  start_read(p.b, buf, sizeof buf, r);
-  ASSERT_TRUE(run_until(p.io, [&] { return r.done; }));
+  ASSERT_TRUE(read_once(p.io, p.b, buf, sizeof buf, r));
   start_read(p.b, buf, sizeof buf, r);
   p.io.restart();
   p.io.poll();
@@ -122,11 +126,9 @@ TEST(ShortReadBuffer, EndOfStreamAfterAShortReadIsReported) {
   char buf[64];
   Read r;
   asio::write(p.a, asio::buffer(std::string("last")));
-  start_read(p.b, buf, sizeof buf, r);
-  ASSERT_TRUE(run_until(p.io, [&] { return r.done; }));
+  ASSERT_TRUE(read_once(p.io, p.b, buf, sizeof buf, r));
   p.a.close();
-  start_read(p.b, buf, sizeof buf, r);
-  ASSERT_TRUE(run_until(p.io, [&] { return r.done; }));
+  ASSERT_TRUE(read_once(p.io, p.b, buf, sizeof buf, r));
   EXPECT_EQ(r.ec, asio::error::eof);
 }
 
@@ -137,8 +139,7 @@ TEST(ShortReadBuffer, AFullReadLeavesTheRestForTheNextRead) {
   asio::write(p.a, asio::buffer(std::string("0123456789")));
   std::string got;
   while (got.size() < 10) {
-    start_read(p.b, buf, sizeof buf, r);
-    ASSERT_TRUE(run_until(p.io, [&] { return r.done; })) << "after " << got.size() << " bytes";
+    ASSERT_TRUE(read_once(p.io, p.b, buf, sizeof buf, r)) << "after " << got.size() << " bytes";
     ASSERT_FALSE(r.ec);
     got.append(buf, r.n);
   }
@@ -153,8 +154,7 @@ TEST(ShortReadBuffer, WorksOnUnixStreamSockets) {
   Read r;
   for (const std::string msg : {"one", "two", "three"}) {
     asio::write(a, asio::buffer(msg));
-    start_read(b, buf, sizeof buf, r);
-    ASSERT_TRUE(run_until(io, [&] { return r.done; }));
+    ASSERT_TRUE(read_once(io, b, buf, sizeof buf, r));
     EXPECT_EQ(std::string(buf, r.n), msg);
   }
 }
@@ -194,8 +194,7 @@ TEST(WatchReadsOnly, AWriteThatMustWaitForRoomStillCompletes) {
   char buf[8];
   Read r;
   asio::write(b, asio::buffer(std::string("hi")));
-  start_read(a, buf, sizeof buf, r);
-  ASSERT_TRUE(run_until(io, [&] { return r.done; }));
+  ASSERT_TRUE(read_once(io, a, buf, sizeof buf, r));
   EXPECT_EQ(std::string(buf, r.n), "hi");
 }
 
