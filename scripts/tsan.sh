@@ -27,7 +27,7 @@ echo "== TSan: engine integration tests against the instrumented bindsd"
 # Memory-figure tests are left out: TSan's shadow memory makes RSS meaningless.
 BINDS_TEST_BINDSD="$root/build-tsan/server/bindsd" BINDS_SOAK_SECONDS=10 \
   build-test/tests/binds_integration_tests \
-  --gtest_filter='Pipeline.*:*LostTransaction*:*FailedTransaction*:AllBackends/PerBackend.*:Soak.*:Holes.*:Starvation.*:Disconnect*:-Starvation.PingFloods*:Starvation.HugeRows*:Starvation.IdleClients*' \
+  --gtest_filter='Pipeline.*:*LostTransaction*:*FailedTransaction*:AllBackends/PerBackend.*:Soak.*:Holes.*:Starvation.*:Disconnect*:-Starvation.PingFloods*:Starvation.HugeRows*:Starvation.IdleClients*:Starvation.BusyClients*:Starvation.ABusyDaemon*' \
   >>"$log" 2>&1 || failed=1
 reports=$(grep -c "WARNING: ThreadSanitizer" "$log" || true)
 if [[ $reports != 0 ]]; then

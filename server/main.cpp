@@ -131,15 +131,55 @@ std::ostream& error_stream() {
 
 using namespace binds::server;
 
-int main(int argc, char** argv) {
 #ifdef BINDS_WITH_MIMALLOC
-  // Free pages go back to the system as they become free, not after a delay: mimalloc counts the
-  // delay from a later allocation on the same thread, so a daemon left idle by a burst of
-  // departing clients kept 25-30 MiB of their 37 in two runs of three, however often
-  // mi_collect() ran. No cost measured on the query path (bench/RESULTS.md).
+// mimalloc 2.0 decommits a page that became free only after a delay, and counts the delay out
+// only when a later page is allocated in the same segment. Right for a busy daemon: a page that
+// each request empties and the next refills costs nothing. Wrong for one left idle by a burst of
+// departing clients: it kept 25-30 MiB of their 37 in two runs of three, however often
+// mi_collect() ran. With the delays at 0, freed pages go back at once, but a busy MariaDB bind
+// then paid a decommit, a recommit and 4 page faults per request (0.35-0.37x the throughput at
+// 3.1-3.4x the CPU per query, bench/ab.sh). So the delays are 0 while the daemon is idle and
+// mimalloc's own while it is busy (Server::trim_memory's tick says which).
+namespace mimalloc_delays {
+
+long default_delay = 0;
+long default_segment_delay = 0;
+long default_extend_delay = 0;
+
+void remember_defaults() {
+  default_delay = mi_option_get(mi_option_decommit_delay);
+  default_segment_delay = mi_option_get(mi_option_segment_decommit_delay);
+  default_extend_delay = mi_option_get(mi_option_decommit_extend_delay);
+}
+
+void idle() {
   mi_option_set(mi_option_decommit_delay, 0);
   mi_option_set(mi_option_segment_decommit_delay, 0);
   mi_option_set(mi_option_decommit_extend_delay, 0);
+}
+
+// Gives back what this thread freed. Pages freed while the delays were on still wait for a page
+// allocation in their segment; with the delays at 0, any free next to them gives them back too.
+void release() { mi_collect(true); }
+
+void busy(bool is_busy) {
+  if (!is_busy) {
+    idle();
+    release();
+    return;
+  }
+  mi_option_set(mi_option_decommit_delay, default_delay);
+  mi_option_set(mi_option_segment_decommit_delay, default_segment_delay);
+  mi_option_set(mi_option_decommit_extend_delay, default_extend_delay);
+}
+
+}  // namespace mimalloc_delays
+#endif
+
+int main(int argc, char** argv) {
+#ifdef BINDS_WITH_MIMALLOC
+  mimalloc_delays::remember_defaults();
+  mimalloc_delays::idle();
 #endif
   std::string config_path = "binds.yaml";
   bool check_only = false;
@@ -222,7 +262,7 @@ int main(int argc, char** argv) {
   try {
     binds::server::Server server(config, threads, loader);
 #ifdef BINDS_WITH_MIMALLOC
-    server.set_memory_release([] { mi_collect(true); });
+    server.set_memory_hooks({.release = mimalloc_delays::release, .busy = mimalloc_delays::busy});
 #endif
     notify::Heartbeat heartbeat(server);
     // One strand for both signal sets: the stop handler cancels the SIGHUP wait, and Asio objects

@@ -186,24 +186,37 @@ void Server::remove_session(std::uint64_t id) {
   sessions_.erase(id);
 }
 
+std::uint64_t Server::requests_total() {
+  std::uint64_t n = 0;
+  for (const auto& [key, st] : stats().all()) n += st->queries.load(std::memory_order_relaxed);
+  return n;
+}
+
 asio::awaitable<void> Server::trim_memory() {
   // glibc keeps freed memory in its heaps; after clients leave, give it back (a burst of 10,000
   // clients must not pin its memory for the daemon's life). Cheap, and only after departures.
   asio::steady_timer timer(io_);
   std::int64_t last = counters_.clients_now.load();
+  std::uint64_t last_requests = requests_total();
   bool left_before = false;
+  bool busy = false;
   while (!stopping_) {
     timer.expires_after(1s);
     boost::system::error_code ec;
     co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (stopping_) break;
+    const std::uint64_t requests = requests_total();
+    const bool busy_now = requests != last_requests;
+    last_requests = requests;
+    if (busy_now != busy && memory_hooks_.busy) memory_hooks_.busy(busy_now);
+    busy = busy_now;
     const std::int64_t now = counters_.clients_now.load();
     // Once more on the tick after the departures stop: a session counted out may still have
     // been freeing its memory at the first trim.
     const bool left = now < last;
     if (left || left_before) {
       malloc_trim(0);
-      if (memory_release_) memory_release_();
+      if (memory_hooks_.release) memory_hooks_.release();
     }
     left_before = left;
     last = now;

@@ -90,10 +90,17 @@ class Server {
   unsigned short tcp_port() const { return tcp_port_; }
   asio::io_context& io() { return io_; }
   int threads() const { return threads_; }
-  // Called with malloc_trim(0) once clients have left: bindsd's main() sets it to mimalloc's
-  // mi_collect when linked with mimalloc, which otherwise keeps freed pages until the thread
-  // allocates again (an idle daemon after a burst of clients would hold them).
-  void set_memory_release(void (*release)()) { memory_release_ = release; }
+  // Allocator hooks (bindsd's main() sets them when linked with mimalloc), called on an I/O
+  // thread by a once-a-second tick: `busy(true)` when requests ran in the last second,
+  // `busy(false)` after a second without; `release()` with malloc_trim(0) once clients have left.
+  // An allocator that gives freed pages back at once is right for an idle daemon and wrong for a
+  // busy one (a page emptied and refilled by every request pays two system calls and the page
+  // faults each time); one that delays it is the reverse.
+  struct MemoryHooks {
+    void (*release)() = nullptr;
+    void (*busy)(bool) = nullptr;
+  };
+  void set_memory_hooks(MemoryHooks hooks) { memory_hooks_ = hooks; }
   // Threads for backend cancel requests: they block on the network (and on a hung backend), so
   // they get threads of their own, apart from both I/O threads and driver workers.
   asio::thread_pool& cancel_pool() { return cancel_pool_; }
@@ -136,11 +143,12 @@ class Server {
   asio::awaitable<void> drain_and_stop();
   asio::awaitable<void> stats_lines();  // the optional periodic stats log line
   asio::awaitable<void> trim_memory();  // returns freed memory to the system after clients leave
+  std::uint64_t requests_total();
 
   asio::io_context io_;
   asio::thread_pool cancel_pool_{2};
   int threads_;
-  void (*memory_release_)() = nullptr;
+  MemoryHooks memory_hooks_;
   engine::Engine engine_{nullptr};
   ServerCounters counters_;
   unsigned short tcp_port_ = 0;
