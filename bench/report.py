@@ -117,6 +117,21 @@ def main():
     if cpu_p and cpu_b:
         line += f" ({cpu_b / cpu_p:.1f}× PgBouncer)"
     out += [line, ""]
+    # Every workload's cost in bindsd, so that a change that slows one backend shows even where the
+    # qps ratio hides it in noise (a page given back and faulted in again per request did once).
+    per_request = []
+    for case, label in (("pg1", "PG 1 client"), ("pg16", "PG 16"), ("pg200", "PG 200"),
+                        ("pipe10x32", "PG pipelined 10×32"), ("my16", "MariaDB 16"), ("lite16", "SQLite 16")):
+        rs = [r for r in runs if r["case"] == case and r["contender"] == "bindsd" and r.get("total_queries")
+              and "proxy_cpu_us" in r]
+        if not rs:
+            continue
+        cpu = statistics.median(r["proxy_cpu_us"] / r["total_queries"] for r in rs)
+        flt = [r["proxy_minflt"] / r["total_queries"] for r in rs if "proxy_minflt" in r]
+        per_request.append(f"{label} {cpu:.1f} µs" + (f" / {statistics.median(flt):.2f}" if flt else ""))
+    if per_request:
+        out += ["**bindsd per request, by workload** (CPU µs / minor page faults, medians over rounds): "
+                + "; ".join(per_request), ""]
     if hwm is not None:
         out += [f"**bindsd peak RSS during the 1,000,000-row stream** (VmHWM, reset just before it): "
                 f"{hwm / 1024:.1f} MiB", ""]

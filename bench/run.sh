@@ -250,6 +250,14 @@ cpu_ticks() {  # utime + stime of a process, in clock ticks
   set -- $stat
   echo $((${12} + ${13}))
 }
+minor_faults() {  # minor page faults of a process so far
+  local stat
+  stat=$(<"/proc/$1/stat")
+  stat=${stat##*) }
+  # shellcheck disable=SC2086
+  set -- $stat
+  echo "$8"
+}
 
 STREAM_SQL='SELECT g, md5(g::text) FROM generate_series(1,1000000) g'
 ROUND=0
@@ -257,17 +265,17 @@ ROUND=0
 # run WORKLOAD CONTENDER LOADGEN-ARGS...: one measurement, appended to $RESULTS as a JSON line
 # tagged with round, workload and contender (and the proxy's CPU ticks where one is in the path).
 run() {
-  local workload=$1 contender=$2 pid="" t0=0 t1=0 out rc=0 extra=""
+  local workload=$1 contender=$2 pid="" t0=0 t1=0 f0=0 f1=0 out rc=0 extra=""
   shift 2
   case $contender in
     pgbouncer) pid=$PGB_PID ;;
     bindsd) pid=$BINDSD_PID ;;
   esac
   [[ $workload == stream && $contender == bindsd ]] && echo 5 >"/proc/$BINDSD_PID/clear_refs"  # reset VmHWM
-  [[ -n $pid ]] && t0=$(cpu_ticks "$pid")
+  [[ -n $pid ]] && t0=$(cpu_ticks "$pid") && f0=$(minor_faults "$pid")
   out=$(timeout 300 "$LOADGEN" --label "$workload/$contender" "$@" 2>>"$WORK/loadgen.err") || rc=$?
-  [[ -n $pid ]] && t1=$(cpu_ticks "$pid")
-  [[ -n $pid ]] && extra+=",\"proxy_cpu_us\":$(((t1 - t0) * 1000000 / CLK_TCK))"
+  [[ -n $pid ]] && t1=$(cpu_ticks "$pid") && f1=$(minor_faults "$pid")
+  [[ -n $pid ]] && extra+=",\"proxy_cpu_us\":$(((t1 - t0) * 1000000 / CLK_TCK)),\"proxy_minflt\":$((f1 - f0))"
   if [[ $workload == stream && $contender == bindsd ]]; then
     extra+=",\"proxy_hwm_kb\":$(awk '/^VmHWM:/ {print $2}' "/proc/$BINDSD_PID/status")"
   fi
