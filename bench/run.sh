@@ -161,7 +161,7 @@ wait_tcp() {  # wait_tcp PORT NAME PID
 
 log "starting PostgreSQL and MariaDB in $DB"
 DB_STARTED=1
-TESTDB_PG_SSL=off bash "$REPO/scripts/testdb.sh" start "$DB" >/dev/null
+TESTDB_PG_SSL=off TESTDB_MYSQL_PERFORMANCE_SCHEMA=off bash "$REPO/scripts/testdb.sh" start "$DB" >/dev/null
 # shellcheck disable=SC1091
 . "$DB/env"
 # 200 direct clients need more than PostgreSQL's default 100 connections.

@@ -14,6 +14,9 @@
 # PostgreSQL serves TLS (ssl=on, a certificate for 127.0.0.1 signed by a throw-away root in DIR/pg,
 # exported as BINDS_TEST_PG_TLS_ROOT) as Debian's own cluster does, so clients that prefer TLS get
 # it; TESTDB_PG_SSL=off at start leaves it plain (benchmarks compare against plain PgBouncer).
+# MariaDB runs with performance_schema on, so tests can read the connection attributes a client
+# sent; TESTDB_MYSQL_PERFORMANCE_SCHEMA=off at start leaves it off, as Debian's own server has it
+# (benchmarks, which should not pay its bookkeeping).
 #
 # Everything lives under DIR; nothing touches the system instances or their config files
 # (--no-defaults, private sockets), so several copies can run side by side.
@@ -169,7 +172,7 @@ start_mysql() {
     --port="$MYSQL_PORT" --bind-address=127.0.0.1 --user=root --pid-file="$DIR/mysql/mysqld.pid" \
     --log-error="$DIR/mysql/server.log" --skip-name-resolve --innodb-flush-log-at-trx-commit=2 \
     --innodb-buffer-pool-size=64M --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci \
-    </dev/null >/dev/null 2>&1 &
+    --performance-schema="${MYSQL_PFS:-off}" </dev/null >/dev/null 2>&1 &
   local launcher=$!
   local i
   for ((i = 0; i < WAIT_SECONDS * 10; i++)); do
@@ -250,7 +253,10 @@ case $CMD in
     while [[ $MYSQL_PORT == "$PG_PORT" ]]; do MYSQL_PORT=$(free_port); done
     PG_SSL=${TESTDB_PG_SSL:-on}
     [[ $PG_SSL == on || $PG_SSL == off ]] || die "TESTDB_PG_SSL must be on or off"
-    printf 'PG_PORT=%s\nMYSQL_PORT=%s\nPG_SSL=%s\n' "$PG_PORT" "$MYSQL_PORT" "$PG_SSL" >"$DIR/ports"
+    MYSQL_PFS=${TESTDB_MYSQL_PERFORMANCE_SCHEMA:-on}
+    [[ $MYSQL_PFS == on || $MYSQL_PFS == off ]] || die "TESTDB_MYSQL_PERFORMANCE_SCHEMA must be on or off"
+    printf 'PG_PORT=%s\nMYSQL_PORT=%s\nPG_SSL=%s\nMYSQL_PFS=%s\n' "$PG_PORT" "$MYSQL_PORT" "$PG_SSL" "$MYSQL_PFS" \
+      >"$DIR/ports"
     init_pg
     if ! (init_mysql); then
       stop_pg
