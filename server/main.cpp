@@ -139,7 +139,7 @@ using namespace binds::server;
 // mi_collect() ran. With the delays at 0, freed pages go back at once, but a busy MariaDB bind
 // then paid a decommit, a recommit and 4 page faults per request (0.35-0.37x the throughput at
 // 3.1-3.4x the CPU per query, bench/ab.sh). So the delays are 0 while the daemon is idle and
-// mimalloc's own while it is busy (Server::trim_memory's tick says which).
+// mimalloc's own while it is busy (Server::note_request and its once-a-second tick say which).
 namespace mimalloc_delays {
 
 long default_delay = 0;

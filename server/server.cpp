@@ -186,10 +186,11 @@ void Server::remove_session(std::uint64_t id) {
   sessions_.erase(id);
 }
 
-std::uint64_t Server::requests_total() {
-  std::uint64_t n = 0;
-  for (const auto& [key, st] : stats().all()) n += st->queries.load(std::memory_order_relaxed);
-  return n;
+void Server::set_allocator_busy(bool busy) {
+  std::lock_guard lock(allocator_mu_);
+  if (allocator_idle_.load(std::memory_order_relaxed) != busy) return;  // already there
+  allocator_idle_.store(!busy, std::memory_order_relaxed);
+  if (memory_hooks_.busy) memory_hooks_.busy(busy);
 }
 
 asio::awaitable<void> Server::trim_memory() {
@@ -197,19 +198,16 @@ asio::awaitable<void> Server::trim_memory() {
   // clients must not pin its memory for the daemon's life). Cheap, and only after departures.
   asio::steady_timer timer(io_);
   std::int64_t last = counters_.clients_now.load();
-  std::uint64_t last_requests = requests_total();
+  std::uint64_t last_requests = requests_arrived_.load(std::memory_order_relaxed);
   bool left_before = false;
-  bool busy = false;
   while (!stopping_) {
     timer.expires_after(1s);
     boost::system::error_code ec;
     co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (stopping_) break;
-    const std::uint64_t requests = requests_total();
-    const bool busy_now = requests != last_requests;
+    const std::uint64_t requests = requests_arrived_.load(std::memory_order_relaxed);
+    if (requests == last_requests) set_allocator_busy(false);
     last_requests = requests;
-    if (busy_now != busy && memory_hooks_.busy) memory_hooks_.busy(busy_now);
-    busy = busy_now;
     const std::int64_t now = counters_.clients_now.load();
     // Once more on the tick after the departures stop: a session counted out may still have
     // been freeing its memory at the first trim.

@@ -273,6 +273,7 @@ asio::awaitable<void> run_writer(SessionPtr<Socket> s) {
 template <class Socket>
 void submit(const SessionPtr<Socket>& s, engine::Request r) {
   s->info->requests++;
+  s->server.note_request();
   if (s->draining) {
     s->send_error(r.id, ErrorCode::shutting_down, "the server is shutting down");
     return;
