@@ -242,21 +242,13 @@ sleep 1  # let the pools open their minimum connections
 # ------------------------------------------------------------------------------ measuring
 
 CLK_TCK=$(getconf CLK_TCK)
-cpu_ticks() {  # utime + stime of a process, in clock ticks
+proc_usage() {  # utime + stime (clock ticks) and minor page faults of a process so far
   local stat
   stat=$(<"/proc/$1/stat")
   stat=${stat##*) }  # drop "pid (comm) ", comm may hold spaces
   # shellcheck disable=SC2086
   set -- $stat
-  echo $((${12} + ${13}))
-}
-minor_faults() {  # minor page faults of a process so far
-  local stat
-  stat=$(<"/proc/$1/stat")
-  stat=${stat##*) }
-  # shellcheck disable=SC2086
-  set -- $stat
-  echo "$8"
+  echo "$((${12} + ${13})) $8"
 }
 
 STREAM_SQL='SELECT g, md5(g::text) FROM generate_series(1,1000000) g'
@@ -272,9 +264,9 @@ run() {
     bindsd) pid=$BINDSD_PID ;;
   esac
   [[ $workload == stream && $contender == bindsd ]] && echo 5 >"/proc/$BINDSD_PID/clear_refs"  # reset VmHWM
-  [[ -n $pid ]] && t0=$(cpu_ticks "$pid") && f0=$(minor_faults "$pid")
+  [[ -n $pid ]] && read -r t0 f0 < <(proc_usage "$pid")
   out=$(timeout 300 "$LOADGEN" --label "$workload/$contender" "$@" 2>>"$WORK/loadgen.err") || rc=$?
-  [[ -n $pid ]] && t1=$(cpu_ticks "$pid") && f1=$(minor_faults "$pid")
+  [[ -n $pid ]] && read -r t1 f1 < <(proc_usage "$pid")
   [[ -n $pid ]] && extra+=",\"proxy_cpu_us\":$(((t1 - t0) * 1000000 / CLK_TCK)),\"proxy_minflt\":$((f1 - f0))"
   if [[ $workload == stream && $contender == bindsd ]]; then
     extra+=",\"proxy_hwm_kb\":$(awk '/^VmHWM:/ {print $2}' "/proc/$BINDSD_PID/status")"

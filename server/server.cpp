@@ -198,16 +198,13 @@ asio::awaitable<void> Server::trim_memory() {
   // clients must not pin its memory for the daemon's life). Cheap, and only after departures.
   asio::steady_timer timer(io_);
   std::int64_t last = counters_.clients_now.load();
-  std::uint64_t last_requests = requests_arrived_.load(std::memory_order_relaxed);
   bool left_before = false;
   while (!stopping_) {
     timer.expires_after(1s);
     boost::system::error_code ec;
     co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     if (stopping_) break;
-    const std::uint64_t requests = requests_arrived_.load(std::memory_order_relaxed);
-    if (requests == last_requests) set_allocator_busy(false);
-    last_requests = requests;
+    if (!request_seen_.exchange(false, std::memory_order_relaxed)) set_allocator_busy(false);
     const std::int64_t now = counters_.clients_now.load();
     // Once more on the tick after the departures stop: a session counted out may still have
     // been freeing its memory at the first trim.

@@ -103,9 +103,10 @@ class Server {
   void set_memory_hooks(MemoryHooks hooks) { memory_hooks_ = hooks; }
   // Every front end calls this as a request arrives: the allocator must be in its busy mode
   // before the request allocates, not up to a second later (a burst after an idle spell ran at a
-  // third of its throughput). One relaxed load while busy.
+  // third of its throughput). One relaxed load per request; the rest once a second at most.
   void note_request() {
-    requests_arrived_.fetch_add(1, std::memory_order_relaxed);
+    if (request_seen_.load(std::memory_order_relaxed)) return;
+    request_seen_.store(true, std::memory_order_relaxed);
     if (allocator_idle_.load(std::memory_order_relaxed)) set_allocator_busy(true);
   }
   // Threads for backend cancel requests: they block on the network (and on a hung backend), so
@@ -157,7 +158,7 @@ class Server {
   MemoryHooks memory_hooks_;
   std::mutex allocator_mu_;                 // orders the switches when several threads make them
   std::atomic<bool> allocator_idle_{true};  // the daemon starts idle
-  std::atomic<std::uint64_t> requests_arrived_{0};
+  std::atomic<bool> request_seen_{false};  // since the last tick; the tick clears it
   void set_allocator_busy(bool busy);
   engine::Engine engine_{nullptr};
   ServerCounters counters_;
