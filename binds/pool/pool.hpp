@@ -280,8 +280,8 @@ class BasicPool : public std::enable_shared_from_this<BasicPool<Clock>> {
   void cancel_waiter(const std::shared_ptr<Waiter>& w);
   void set_pinned(Slot& slot, bool pinned);
   void maybe_connect_locked();
-  asio::awaitable<void> connect_one();
-  void connect_done(std::unique_ptr<backend::Connection> conn, BackendError err);
+  asio::awaitable<void> connect_one(std::uint64_t failures_at_start);
+  void connect_done(std::unique_ptr<backend::Connection> conn, BackendError err, std::uint64_t failures_at_start);
   void grant_locked(std::unique_ptr<Slot> slot);
   void enter_locked(Slot& slot, SlotState state) {
     slot.state = state;

@@ -41,6 +41,10 @@ struct BasicPool<Clock>::Waiter : std::enable_shared_from_this<BasicPool<Clock>:
   bool done = false;
   time_point since{};
   time_point deadline{};
+  // The bind was down at some point of this wait: running out of time then is the backend's doing,
+  // not a pool too small for its load, and the error must say so (BACKEND_UNAVAILABLE, not
+  // POOL_TIMEOUT), even when the backend came back and its first connections are still opening.
+  bool saw_outage = false;
   std::optional<time_point> paused_limit;  // the request's own timeout, applied while paused
 
   // Lock held. Wakes the waiting coroutine on its own executor (timers are not thread-safe); the
@@ -279,6 +283,7 @@ asio::awaitable<typename BasicPool<Clock>::AcquireResult> BasicPool<Clock>::acqu
         waiter = std::make_shared<Waiter>(ex);
         waiter->since = now;
         waiter->deadline = now + config_.pool.acquire_timeout;
+        waiter->saw_outage = backend_down_;
         if (paused_limit) waiter->paused_limit = now + *paused_limit;
         waiter->signal.expires_at(asio::steady_timer::time_point::max());
         waiters_.push_back(waiter);
@@ -444,6 +449,7 @@ asio::awaitable<void> BasicPool<Clock>::ping_then_return(std::unique_ptr<Slot> s
     if (!ok) {
       ++closed_broken_;
       backend_down_ = true;
+      for (auto& w : waiters_) w->saw_outage = true;
       last_error_ = detail::make_error(
           protocol::ErrorCode::backend_unavailable,
           timed_out ? "health check: no answer within " + std::to_string(detail::kPingDeadline.count()) + "ms"
@@ -517,12 +523,12 @@ void BasicPool<Clock>::maybe_connect_locked() {
   for (; wanted > 0 && budget_->try_acquire(); --wanted) {
     ++connecting_;
     ++connect_attempts_;
-    asio::co_spawn(strand_, connect_one(), asio::detached);
+    asio::co_spawn(strand_, connect_one(connect_failures_), asio::detached);
   }
 }
 
 template <class Clock>
-asio::awaitable<void> BasicPool<Clock>::connect_one() {
+asio::awaitable<void> BasicPool<Clock>::connect_one(std::uint64_t failures_at_start) {
   auto self = this->shared_from_this();
   backend::ConnectResult r;
   try {
@@ -530,21 +536,32 @@ asio::awaitable<void> BasicPool<Clock>::connect_one() {
   } catch (const std::exception& e) {
     r.error = detail::make_error(protocol::ErrorCode::backend_unavailable, e.what());
   }
-  connect_done(std::move(r.conn), std::move(r.error));
+  connect_done(std::move(r.conn), std::move(r.error), failures_at_start);
 }
 
 template <class Clock>
-void BasicPool<Clock>::connect_done(std::unique_ptr<backend::Connection> conn, BackendError err) {
+void BasicPool<Clock>::connect_done(std::unique_ptr<backend::Connection> conn, BackendError err,
+                                    std::uint64_t failures_at_start) {
   std::unique_lock lock(mu_);
   --connecting_;
   if (!conn) {
     budget_->release();
+    // Connects that were already in flight when another one failed (a crash breaks every
+    // connection at once and each waiter's reconnect fails) are one piece of news, not several:
+    // only a failure since the last one doubles the backoff. Counting each made four failures in a
+    // millisecond wait 2 s, longer than the restart that followed.
+    const bool news = failures_at_start == connect_failures_;
     ++connect_failures_;
-    backoff_ = backoff_.count() == 0 ? detail::kBackoffFirst : std::min(backoff_ * 2, detail::kBackoffMax);
+    if (backoff_.count() == 0) {
+      backoff_ = detail::kBackoffFirst;
+    } else if (news) {
+      backoff_ = std::min(backoff_ * 2, detail::kBackoffMax);
+    }
     next_connect_ = Clock::now() + backoff_;
     if (err.code != protocol::ErrorCode::backend_unavailable) err.code = protocol::ErrorCode::backend_unavailable;
     backend_down_ = true;
     last_error_ = err;
+    for (auto& w : waiters_) w->saw_outage = true;
     // Nobody will be able to serve these waiters soon: tell them now rather than at their timeout.
     const int open = connecting_ + static_cast<int>(idle_.size()) + in_use_ + resetting_;
     if (open == 0) {
@@ -603,6 +620,12 @@ void BasicPool<Clock>::maintain() {
       const auto wait_ms = std::to_string(config_.pool.acquire_timeout.count());
       if (backend_down_ && open - connecting_ == 0) {
         w->failed = unavailable_error();
+      } else if (w->saw_outage) {
+        w->failed = detail::make_error(protocol::ErrorCode::backend_unavailable,
+                                       "bind " + config_.key + ": backend unavailable: no connection within " +
+                                           wait_ms + "ms of an outage (" +
+                                           (backend_down_ ? "still down" : "reconnecting") +
+                                           "); last error: " + last_error_.message);
       } else {
         w->failed = detail::make_error(protocol::ErrorCode::pool_timeout,
                                        "bind " + config_.key + ": no connection free within " + wait_ms +
@@ -657,7 +680,7 @@ void BasicPool<Clock>::maintain() {
           budget_->try_acquire()) {
         ++connecting_;
         ++connect_attempts_;
-        asio::co_spawn(strand_, connect_one(), asio::detached);
+        asio::co_spawn(strand_, connect_one(connect_failures_), asio::detached);
       }
     }
     maybe_connect_locked();

@@ -40,6 +40,10 @@ struct Backend {
   int live = 0;  // open and not closed
   std::vector<std::string> statements;
   bool fail_connect = false;
+  // How many more connects complete at once; the ones after wait in `held` until cancelled (a
+  // backend slow to accept). Negative: no limit.
+  int prompt_connects = -1;
+  std::vector<std::shared_ptr<boost::asio::steady_timer>> held;
   bool rollback_fails = false;
   int pings = 0;
 };
@@ -106,8 +110,16 @@ class PoolTest : public ::testing::Test {
     cfg.pool.idle_timeout = 60s;
     cfg.pool.max_lifetime = 3600s;
     auto b = backend_;
-    auto factory = [b](asio::any_io_executor) -> asio::awaitable<backend::ConnectResult> {
+    auto factory = [b](asio::any_io_executor ex) -> asio::awaitable<backend::ConnectResult> {
       backend::ConnectResult r;
+      if (b->prompt_connects == 0) {
+        auto t = std::make_shared<asio::steady_timer>(ex, asio::steady_timer::time_point::max());
+        b->held.push_back(t);
+        boost::system::error_code ec;
+        co_await t->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      } else if (b->prompt_connects > 0) {
+        --b->prompt_connects;
+      }
       if (b->fail_connect) {
         r.error.code = ErrorCode::backend_unavailable;
         r.error.message = "connection refused";
@@ -234,6 +246,89 @@ TEST_F(PoolTest, BackendDownFailsWaitersAtOnceAndBacksOff) {
   ASSERT_TRUE(*d);
   EXPECT_TRUE((*d)->lease);
   EXPECT_FALSE(p->stats().backend_down);
+}
+
+// The backend comes back while requests wait: the first connection serves the oldest waiter and
+// the next ones are still opening when a later waiter's time runs out. That waiter met an outage,
+// not a pool too small for its load, and must hear BACKEND_UNAVAILABLE (a crash test saw
+// POOL_TIMEOUT here, which sends people to raise pool max).
+TEST_F(PoolTest, AWaitThatMetAnOutageEndsAsBackendUnavailableNotPoolTimeout) {
+  backend_->fail_connect = true;
+  auto p = make(4);
+  p->start();
+  auto first = acquire(p);
+  ASSERT_TRUE(*first && (*first)->error);
+  auto b = acquire(p);  // backing off: both wait
+  auto c = acquire(p);
+  EXPECT_FALSE(*b);
+  EXPECT_FALSE(*c);
+  backend_->fail_connect = false;
+  backend_->prompt_connects = 1;  // the probe gets through; the connects after it are slow
+  FakeClock::advance(300ms);
+  p->maintain();
+  settle();
+  ASSERT_TRUE(*b);
+  EXPECT_TRUE((*b)->lease);
+  EXPECT_FALSE(p->stats().backend_down);
+  EXPECT_FALSE(*c);
+  EXPECT_EQ(p->stats().connecting, 1);
+  FakeClock::advance(5s);
+  p->maintain();
+  settle();
+  ASSERT_TRUE(*c);
+  ASSERT_TRUE((*c)->error);
+  EXPECT_EQ((*c)->error->code, ErrorCode::backend_unavailable) << (*c)->error->message;
+  EXPECT_NE((*c)->error->message.find("reconnecting"), std::string::npos) << (*c)->error->message;
+  EXPECT_NE((*c)->error->message.find("connection refused"), std::string::npos) << (*c)->error->message;
+  // A wait that began once the bind was up again is the pool's own: POOL_TIMEOUT.
+  backend_->prompt_connects = -1;
+  for (auto& t : backend_->held) t->cancel();
+  settle();
+  std::vector<decltype(c)> busy;
+  for (int i = 0; i < 3; ++i) busy.push_back(acquire(p));
+  for (auto& r : busy) ASSERT_TRUE(*r && (*r)->lease);
+  auto late = acquire(p);  // all four in use
+  EXPECT_FALSE(*late);
+  FakeClock::advance(6s);
+  p->maintain();
+  settle();
+  ASSERT_TRUE(*late && (*late)->error);
+  EXPECT_EQ((*late)->error->code, ErrorCode::pool_timeout) << (*late)->error->message;
+}
+
+// A crash breaks every connection at once, and every waiter's reconnect fails within a
+// millisecond: one outage, so one step of backoff. Doubling per failure made the pool wait 2 s
+// before its first retry, longer than the backend's restart.
+TEST_F(PoolTest, ConnectsFailingTogetherBackOffOnce) {
+  auto p = make(4);
+  p->start();
+  backend_->prompt_connects = 0;
+  std::vector<std::shared_ptr<std::optional<pool::BasicAcquireResult<FakeClock>>>> w;
+  for (int i = 0; i < 4; ++i) w.push_back(acquire(p));
+  EXPECT_EQ(p->stats().connecting, 4);
+  backend_->fail_connect = true;
+  backend_->prompt_connects = -1;
+  for (auto& t : backend_->held) t->cancel();
+  settle();
+  for (auto& r : w) ASSERT_TRUE(*r && (*r)->error && (*r)->error->code == ErrorCode::backend_unavailable);
+  const auto attempts = p->connect_attempts();
+  auto again = acquire(p);
+  EXPECT_EQ(p->connect_attempts(), attempts) << "retried inside the backoff";
+  FakeClock::advance(300ms);
+  p->maintain();
+  settle();
+  EXPECT_EQ(p->connect_attempts(), attempts + 1) << "four failures together backed off more than once";
+  ASSERT_TRUE(*again && (*again)->error);
+  // Failures one after another still double: 250 ms, then 500.
+  FakeClock::advance(300ms);
+  auto third = acquire(p);
+  p->maintain();
+  settle();
+  EXPECT_EQ(p->connect_attempts(), attempts + 1);
+  FakeClock::advance(250ms);
+  p->maintain();
+  settle();
+  EXPECT_EQ(p->connect_attempts(), attempts + 2);
 }
 
 TEST_F(PoolTest, OneProbeAtATimeWhileTheBackendIsDown) {
