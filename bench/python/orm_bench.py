@@ -10,6 +10,8 @@ per backend, in interleaved rounds (the contenders' order rotates each round), m
 
   orm   --orm-n ORM objects, each `session.add(obj); session.commit()` (BEGIN, INSERT, COMMIT)
   many  cursor.executemany of --many-n INSERT rows, then commit()
+  rt    --orm-n × `SELECT 1` on a DB-API cursor: one round trip, what a hop through bindsd costs
+  tx    --orm-n × (INSERT, commit()) on a DB-API cursor: the ORM loop without SQLAlchemy's own work
 
 for `postgresql+binds` vs `postgresql+psycopg2` and `mysql+binds` vs `mysql+pymysql` (both take
 the URL as given, TLS included when the server offers it), plus, for `many`, the driver's former
@@ -104,6 +106,38 @@ def run_orm(engine, n: int) -> float:
     return elapsed
 
 
+def run_rt(engine, n: int) -> float:
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        raw.commit()
+        t0 = time.perf_counter()
+        for _ in range(n):
+            cur.execute("SELECT 1")
+            cur.fetchall()
+        elapsed = time.perf_counter() - t0
+        raw.commit()
+    finally:
+        raw.close()
+    return elapsed
+
+
+def run_tx(engine, n: int) -> float:
+    fresh_table(engine)
+    sql = "INSERT INTO bench_py_item (name, qty) VALUES (%s, %s)"
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        t0 = time.perf_counter()
+        for i in range(n):
+            cur.execute(sql, (f"item {i}", i))
+            raw.commit()
+        elapsed = time.perf_counter() - t0
+    finally:
+        raw.close()
+    return elapsed
+
+
 def run_many(engine, n: int, serial: bool = False) -> float:
     fresh_table(engine)
     rows = [(i, f"item {i}", i) for i in range(1, n + 1)]  # MySQL makes an id 0 a new one
@@ -151,6 +185,10 @@ def main() -> None:
             dname = "psycopg2" if backend == "postgresql" else "pymysql"
             cases[(backend, "orm", "binds")] = lambda n, e=via: run_orm(e, n)
             cases[(backend, "orm", dname)] = lambda n, e=direct: run_orm(e, n)
+            cases[(backend, "tx", "binds")] = lambda n, e=via: run_tx(e, n)
+            cases[(backend, "tx", dname)] = lambda n, e=direct: run_tx(e, n)
+            cases[(backend, "rt", "binds")] = lambda n, e=via: run_rt(e, n)
+            cases[(backend, "rt", dname)] = lambda n, e=direct: run_rt(e, n)
             cases[(backend, "many", "binds")] = lambda n, e=via: run_many(e, n)
             cases[(backend, "many", "binds execute loop")] = lambda n, e=via: run_many(e, n, True)
             cases[(backend, "many", dname)] = lambda n, e=direct: run_many(e, n)
@@ -164,7 +202,7 @@ def main() -> None:
             for group in groups.values():
                 order = group[r % len(group):] + group[:r % len(group)]
                 for key in order:
-                    results[key].append(cases[key](args.orm_n if key[1] == "orm" else args.many_n))
+                    results[key].append(cases[key](args.many_n if key[1] == "many" else args.orm_n))
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
         for e in engines:
             Base.metadata.drop_all(e)
@@ -178,11 +216,12 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
 
     print(f"\nmedians of {args.rounds} interleaved rounds; orm = {args.orm_n} x (add + commit), "
-          f"many = executemany of {args.many_n} rows + commit\n")
+          f"many = executemany of {args.many_n} rows + commit, tx = {args.orm_n} x (INSERT + commit), "
+          f"rt = {args.orm_n} x SELECT 1\n")
     print("| backend | workload | contender | median s | per op µs | ops/s |")
     print("|---|---|---|---:|---:|---:|")
     for (backend, workload, who), times in results.items():
-        n = args.orm_n if workload == "orm" else args.many_n
+        n = args.many_n if workload == "many" else args.orm_n
         med = statistics.median(times)
         print(f"| {backend} | {workload} | {who} | {med:.3f} | {med / n * 1e6:.0f} | {n / med:,.0f} |")
 
