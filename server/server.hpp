@@ -103,11 +103,12 @@ class Server {
   void set_memory_hooks(MemoryHooks hooks) { memory_hooks_ = hooks; }
   // Every front end calls this as a request arrives: the allocator must be in its busy mode
   // before the request allocates, not up to a second later (a burst after an idle spell ran at a
-  // third of its throughput). One relaxed load per request; the rest once a second at most.
+  // third of its throughput). Two relaxed loads per request. The mode is checked on every request,
+  // not only on the first since the tick: with several I/O threads the tick can switch to idle
+  // just after a request found the mode busy, and the requests after it must switch back.
   void note_request() {
-    if (request_seen_.load(std::memory_order_relaxed)) return;
-    request_seen_.store(true, std::memory_order_relaxed);
     if (allocator_idle_.load(std::memory_order_relaxed)) set_allocator_busy(true);
+    if (!request_seen_.load(std::memory_order_relaxed)) request_seen_.store(true, std::memory_order_relaxed);
   }
   // Threads for backend cancel requests: they block on the network (and on a hung backend), so
   // they get threads of their own, apart from both I/O threads and driver workers.
