@@ -93,6 +93,20 @@ def main():
         return statistics.median(per) if per else None
 
     cpu_p, cpu_b = cpu_per_query("pgbouncer"), cpu_per_query("bindsd")
+    cpu_s = cpu_per_query("bindsd-seen")
+
+    # The same PostgreSQL through the pgseen bind (reset: seen): reset only after changes bindsd
+    # sees, which is closer to what PgBouncer's transaction pooling does (it resets nothing).
+    seen_rows = []
+    for title, case, key, unit in (("PG `SELECT 1`, 16 clients, throughput", "pg16", "qps", "qps"),
+                                   ("PG `SELECT 1`, 200 clients, throughput", "pg200", "qps", "qps")):
+        b, sb, p = median(case, "bindsd", key), median(case, "bindsd-seen", key), median(case, "pgbouncer", key)
+        if sb is None:
+            continue
+        seen_rows.append(f"| {title} ({unit}) | {fmt(p, unit)} | {fmt(b, unit)} | {fmt(sb, unit)} "
+                         f"| {ratio(sb, p)} | {ratio(sb, b)} |")
+        v = values(case, "bindsd-seen", key)
+        spread.append(f"- {title}, bindsd `reset: seen` ({unit}): " + " / ".join(fmt(x, unit) for x in v))
     hwm = median("stream", "bindsd", "proxy_hwm_kb")
     idle = next((r for r in runs if r["case"] == "idle" and not r.get("failed")), None)
     bad = [f'{r["case"]}/{r["contender"]} round {r["round"]}: exit {r.get("rc")}, errors {r.get("errors", "?")}, '
@@ -116,7 +130,16 @@ def main():
             f"bindsd {fmt_cpu(cpu_b)}")
     if cpu_p and cpu_b:
         line += f" ({cpu_b / cpu_p:.1f}× PgBouncer)"
+    if cpu_s is not None:
+        line += f"; bindsd with `reset: seen` {fmt_cpu(cpu_s)}"
+        if cpu_p:
+            line += f" ({cpu_s / cpu_p:.1f}× PgBouncer)"
     out += [line, ""]
+    if seen_rows:
+        out += ["**bindsd with `reset: seen`** (bind pgseen: the same database, reset only after changes bindsd "
+                "sees; PgBouncer's transaction pooling resets nothing):", "",
+                "| workload | PgBouncer | bindsd (auto) | bindsd (seen) | seen/PgBouncer | seen/auto |",
+                "|---|---:|---:|---:|---:|---:|", *seen_rows, ""]
     # Every workload's cost in bindsd, so that a change that slows one backend shows even where the
     # qps ratio hides it in noise (a page given back and faulted in again per request did once).
     per_request = []

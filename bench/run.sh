@@ -6,7 +6,7 @@
 # Installs what is missing (apt-get), builds bindsd and binds_loadgen in build-bench
 # (RelWithDebInfo), starts throw-away PostgreSQL 15 and MariaDB (scripts/testdb.sh), PgBouncer
 # (transaction pooling, 10 server connections) and bindsd (binds pg, my and lite, 10 connections
-# each), then runs every workload in interleaved rounds (the contenders' order rotates each round)
+# each; and pgseen, the pg database with `reset: seen`, a second bindsd row at 16 and 200 clients), then runs every workload in interleaved rounds (the contenders' order rotates each round)
 # and prints a markdown table of medians; --out FILE also writes it there, with the raw results
 # (one JSON line per measurement) next to it as FILE.jsonl.
 #
@@ -222,6 +222,10 @@ binds:
   pg:
     url: \${BENCH_PG_URL}
     pool: { max: 10, min: 10 }
+  pgseen:  # the same database, reset only after changes bindsd sees (PgBouncer resets nothing)
+    url: \${BENCH_PG_URL}
+    pool: { max: 10, min: 10 }
+    reset: seen
   my:
     url: \${BENCH_MY_URL}
     pool: { max: 10, min: 10 }
@@ -261,7 +265,7 @@ run() {
   shift 2
   case $contender in
     pgbouncer) pid=$PGB_PID ;;
-    bindsd) pid=$BINDSD_PID ;;
+    bindsd | bindsd-seen) pid=$BINDSD_PID ;;
   esac
   [[ $workload == stream && $contender == bindsd ]] && echo 5 >"/proc/$BINDSD_PID/clear_refs"  # reset VmHWM
   [[ -n $pid ]] && read -r t0 f0 < <(proc_usage "$pid")
@@ -292,14 +296,15 @@ q() {  # q WORKLOAD CONTENDER CONNS DEPTH: SELECT 1 through one contender
     direct) run "$w" direct --mode pq --addr "$PG_URL" "${common[@]}" ;;
     pgbouncer) run "$w" pgbouncer --mode pq --addr "$PGB_URL" "${common[@]}" ;;
     bindsd) run "$w" bindsd --mode binds --addr "$BINDS_TCP" --bind pg "${common[@]}" ;;
+    bindsd-seen) run "$w" bindsd-seen --mode binds --addr "$BINDS_TCP" --bind pgseen "${common[@]}" ;;
   esac
 }
 
 one_round() {
   local c common=(--duration "$DURATION" --warmup "$WARMUP")
   for c in $(rotate direct pgbouncer bindsd); do q pg1 "$c" 1 1; done
-  for c in $(rotate direct pgbouncer bindsd); do q pg16 "$c" 16 1; done
-  for c in $(rotate direct pgbouncer bindsd); do q pg200 "$c" 200 1; done
+  for c in $(rotate direct pgbouncer bindsd bindsd-seen); do q pg16 "$c" 16 1; done
+  for c in $(rotate direct pgbouncer bindsd bindsd-seen); do q pg200 "$c" 200 1; done
   for c in $(rotate direct pgbouncer bindsd); do q pipe10x32 "$c" 10 32; done
   for c in $(rotate direct bindsd); do q pipe1x64 "$c" 1 64; done
   for c in $(rotate direct bindsd); do

@@ -321,8 +321,10 @@ BindConfig read_bind(Reader& r, const Entry& e) {
       b.idle_in_transaction_timeout = r.duration_or_off(it->value);
     if (const Entry* rs = Reader::find(es, "reset")) {
       const std::string v = r.str(rs->value);
-      if (v != "auto" && v != "always") r.fail(rs->value, "must be auto or always (got \"" + v + "\")");
-      b.reset_always = v == "always";
+      if (v == "auto") b.reset = ResetPolicy::automatic;
+      else if (v == "always") b.reset = ResetPolicy::always;
+      else if (v == "seen") b.reset = ResetPolicy::seen;
+      else r.fail(rs->value, "must be auto, always or seen (got \"" + v + "\")");
     }
     if (const Entry* ad = Reader::find(es, "attach_dir")) {
       if (b.url.backend != Backend::sqlite) r.fail(ad->value, "only SQLite binds attach files");

@@ -25,15 +25,21 @@ struct PoolSettings {
   bool operator==(const PoolSettings&) const = default;
 };
 
+// automatic: after statements that may have left state, as far as bindsd can see (the SQL text, the
+//   backend's reports), and always on PostgreSQL, where a function can change the session unseen.
+// always: every time (for code that changes state inside functions on MariaDB too).
+// seen: only after a change bindsd sees, on PostgreSQL too: what PgBouncer's transaction pooling
+//   offers (it resets nothing), for the throughput and the prepared statements that survive.
+enum class ResetPolicy { automatic, always, seen };
+
 struct BindConfig {
   std::string key;
   DatabaseUrl url;
   PoolSettings pool;
   Millis statement_timeout{0};                       // 0 = no limit
   Millis idle_in_transaction_timeout{5 * 60 * 1000};  // 0 = no limit
-  // Reset session state whenever a connection changes client, not only after statements that may
-  // have changed it (binds/session_state.hpp). For code that changes state inside functions.
-  bool reset_always = false;
+  // When a connection that changes client has its session state reset (binds/session_state.hpp).
+  ResetPolicy reset = ResetPolicy::automatic;
   // SQLite only: the folder (canonical) whose files ATTACH and VACUUM INTO may open; "" = none.
   std::string attach_dir;
   bool operator==(const BindConfig&) const = default;

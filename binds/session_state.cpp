@@ -57,9 +57,10 @@ bool may_change_session_state(Backend backend, std::string_view sql) {
   const std::string s = upper(sql);
   const std::string first = first_word(s);
   // Statements that exist to change session state.
-  static constexpr std::array<std::string_view, 15> kLeading = {
-      "SET",     "RESET", "PREPARE", "DEALLOCATE", "LISTEN", "DECLARE", "LOAD",  "USE",
-      "LOCK",    "HANDLER", "DISCARD", "CALL",     "ATTACH", "DETACH",  "PRAGMA"};
+  // DO: a PostgreSQL code block (or MariaDB's DO expr) can change anything a function can.
+  static constexpr std::array<std::string_view, 16> kLeading = {
+      "SET",  "RESET",   "PREPARE", "DEALLOCATE", "LISTEN", "DECLARE", "LOAD",   "USE",
+      "LOCK", "HANDLER", "DISCARD", "CALL",       "ATTACH", "DETACH",  "PRAGMA", "DO"};
   for (auto w : kLeading)
     if (first == w) return true;
   // Anywhere in the text: temporary objects, session-level functions, user variables.

@@ -611,7 +611,9 @@ asio::awaitable<void> ClientSession::execute(Lane& l, Request req, std::shared_p
   // SET application_name of its own) the client's choices stand.
   const bool arriving = !sent && !was_pinned && slot.last_client != client_;
   if (!sent && !was_pinned && slot.last_client != 0 && slot.last_client != client_) {
-    reset = slot.dirty || pool.config().reset_always || backend == Backend::postgresql;
+    const auto policy = pool.config().reset;
+    reset = slot.dirty || policy == ResetPolicy::always ||
+            (policy == ResetPolicy::automatic && backend == Backend::postgresql);
   }
   slot.last_client = client_;
   slot.holder = client_;

@@ -350,6 +350,22 @@ TEST_F(ConfigTest, LimitsBounds) {
               HasSubstr("limits: must be a map (got a scalar)"));
 }
 
+TEST_F(ConfigTest, ResetPolicies) {
+  auto policy = [](const std::string& v) {
+    return load_config_text("listen: { tcp: 'h:1' }\nbinds: { a: { url: 'postgresql://h/d'" + v + " } }\n", "x.yaml")
+        ->find("a")
+        ->reset;
+  };
+  EXPECT_EQ(policy(""), ResetPolicy::automatic);
+  EXPECT_EQ(policy(", reset: auto"), ResetPolicy::automatic);
+  EXPECT_EQ(policy(", reset: always"), ResetPolicy::always);
+  EXPECT_EQ(policy(", reset: seen"), ResetPolicy::seen);
+  EXPECT_THAT(text_error("listen: { tcp: 'h:1' }\nbinds: { a: { url: 'postgresql://h/d', reset: never } }\n"),
+              HasSubstr("binds.a.reset: must be auto, always or seen (got \"never\")"));
+  EXPECT_THAT(text_error("listen: { tcp: 'h:1' }\nbinds: { a: { url: 'postgresql://h/d', reset: [seen] } }\n"),
+              HasSubstr("binds.a.reset"));
+}
+
 TEST_F(ConfigTest, NonStringKeyRejected) {
   EXPECT_THAT(text_error("listen: { tcp: 'h:1' }\nbinds:\n  ? [a, b]\n  : sqlite://\n"),
               HasSubstr("binds.yaml:3: binds: keys must be plain strings"));

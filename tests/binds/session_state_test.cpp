@@ -27,6 +27,10 @@ TEST(SessionState, StateChangingStatementsAreCaught) {
   EXPECT_TRUE(may_change_session_state(Backend::postgresql, "SELECT pg_advisory_lock(1)"));
   EXPECT_TRUE(may_change_session_state(Backend::postgresql, "LISTEN ch"));
   EXPECT_TRUE(may_change_session_state(Backend::postgresql, "DECLARE c CURSOR WITH HOLD FOR SELECT 1"));
+  // A code block can do whatever a function can; reset: seen relies on seeing it.
+  EXPECT_TRUE(may_change_session_state(Backend::postgresql, "DO $$ BEGIN PERFORM f(); END $$"));
+  EXPECT_TRUE(may_change_session_state(Backend::postgresql, "  do language plpgsql 'BEGIN NULL; END'"));
+  EXPECT_FALSE(may_change_session_state(Backend::postgresql, "SELECT done FROM t"));
   EXPECT_TRUE(may_change_session_state(Backend::mysql, "SET @v = 1"));
   EXPECT_TRUE(may_change_session_state(Backend::mysql, "SELECT @v := id FROM t"));
   EXPECT_TRUE(may_change_session_state(Backend::mysql, "SELECT id INTO @v FROM t"));

@@ -216,9 +216,13 @@ INSTANTIATE_TEST_SUITE_P(AllBackends, PerBackend, ::testing::Values(kPg, kMy, kL
 
 // ---- session state never leaks between clients ----
 
-TEST(SessionState, PostgresStateIsResetBeforeAnotherClient) {
+// Every policy resets after the changes bindsd can see (reset: seen relies on exactly these), a
+// DO block's included.
+class PgResetPolicy : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(PgResetPolicy, StateIsResetBeforeAnotherClient) {
   BINDS_REQUIRE_URL("BINDS_TEST_PG_URL", pg);
-  Daemon d("binds:\n  db:\n    url: " + pg + "\n    pool: { max: 1 }\n");
+  Daemon d("binds:\n  db:\n    url: " + pg + "\n    pool: { max: 1 }\n    reset: " + GetParam() + "\n");
   {
     auto a = d.connect();
     a.query("SET search_path TO pg_catalog");
@@ -227,11 +231,47 @@ TEST(SessionState, PostgresStateIsResetBeforeAnotherClient) {
     a.query("PREPARE leak_stmt AS SELECT 1");
     EXPECT_EQ(scalar(a, "SHOW application_name"), "leaky");  // same client keeps its state
   }
-  auto b = d.connect();
-  EXPECT_NE(scalar(b, "SHOW application_name"), "leaky");
-  EXPECT_NE(scalar(b, "SHOW search_path"), "pg_catalog");
-  EXPECT_EQ(scalar(b, "SELECT count(*) FROM pg_prepared_statements WHERE name = 'leak_stmt'"), "0");
-  EXPECT_EQ(error_code_of([&] { b.query("SELECT * FROM leak_tmp"); }), ErrorCode::sql_error);
+  {
+    auto b = d.connect();
+    EXPECT_NE(scalar(b, "SHOW application_name"), "leaky");
+    EXPECT_NE(scalar(b, "SHOW search_path"), "pg_catalog");
+    EXPECT_EQ(scalar(b, "SELECT count(*) FROM pg_prepared_statements WHERE name = 'leak_stmt'"), "0");
+    EXPECT_EQ(error_code_of([&] { b.query("SELECT * FROM leak_tmp"); }), ErrorCode::sql_error);
+    b.query("DO $$ BEGIN PERFORM pg_catalog.set_config('binds.leak_do', 'left', false); END $$");
+  }
+  auto c = d.connect();
+  EXPECT_EQ(scalar(c, "SELECT coalesce(current_setting('binds.leak_do', true), '')"), "");
+}
+
+INSTANTIATE_TEST_SUITE_P(SessionState, PgResetPolicy, ::testing::Values("auto", "always", "seen"),
+                         [](const auto& info) { return info.param; });
+
+// What separates seen from auto: a change made inside a function is not seen, so with seen it
+// stays for the next client (as with PgBouncer's transaction pooling), and so do the connection's
+// prepared statements; the client's name is set either way.
+TEST(SessionState, PostgresResetSeenKeepsUnseenStateAndPreparedStatements) {
+  BINDS_REQUIRE_URL("BINDS_TEST_PG_URL", pg);
+  const std::string fn = "binds_unseen_" + std::to_string(getpid());
+  for (const std::string policy : {"auto", "seen"}) {
+    SCOPED_TRACE("reset: " + policy);
+    Daemon d("binds:\n  db:\n    url: " + pg + "\n    pool: { max: 1 }\n    reset: " + policy + "\n");
+    client::Client::connect(d.address(), "setup")
+        .query("CREATE OR REPLACE FUNCTION " + fn +
+               "() RETURNS text LANGUAGE sql AS $$ SELECT set_config('binds.unseen', 'left', false) $$");
+    {
+      auto a = client::Client::connect(d.address(), "alpha");
+      EXPECT_EQ(scalar(a, "SELECT " + fn + "()"), "left");
+      EXPECT_EQ(scalar(a, "SELECT 42"), "42");
+      EXPECT_EQ(scalar(a, "SHOW application_name"), "alpha");
+    }
+    auto b = client::Client::connect(d.address(), "beta");
+    EXPECT_EQ(scalar(b, "SHOW application_name"), "beta");
+    const bool seen = policy == "seen";
+    EXPECT_EQ(scalar(b, "SELECT coalesce(current_setting('binds.unseen', true), '')"), seen ? "left" : "");
+    EXPECT_EQ(scalar(b, "SELECT count(*) FROM pg_prepared_statements WHERE statement = 'SELECT 42'"),
+              seen ? "1" : "0");
+    b.query("DROP FUNCTION " + fn + "()");
+  }
 }
 
 TEST(SessionState, MariaDBStateIsResetBeforeAnotherClient) {
