@@ -147,7 +147,7 @@ AdminResult Server::admin(const protocol::AdminRequest& req) {
 
   if (cmd == "stats") {
     t.columns = {"bind", "backend", "open", "in_use", "idle", "pinned", "waiting", "longest_wait_ms", "queries",
-                 "pipelined", "errors", "bytes_out", "p50_ms", "p99_ms", "state"};
+                 "pipelined", "resets", "errors", "bytes_out", "p50_ms", "p99_ms", "state"};
     for (const auto& [key, pool] : rt->pools) {
       auto ps = pool->stats();
       auto st = stats().get(key);
@@ -156,6 +156,7 @@ AdminResult Server::admin(const protocol::AdminRequest& req) {
                         num(ps.in_use), num(ps.idle), num(ps.pinned), num(ps.waiting), num(ps.longest_wait_ms),
                         num(static_cast<std::int64_t>(st->queries.load())),
                         num(static_cast<std::int64_t>(st->pipelined.load())),
+                        num(static_cast<std::int64_t>(st->resets.load())),
                         num(static_cast<std::int64_t>(st->errors.load())),
                         num(static_cast<std::int64_t>(st->bytes_out.load())), Value(st->latency.quantile(0.5) * 1000),
                         Value(st->latency.quantile(0.99) * 1000), text(state)});

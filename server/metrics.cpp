@@ -273,6 +273,10 @@ std::string render_prometheus(const MetricsSnapshot& s) {
   }
   e.family("binds_pipelined_total", "counter", "Requests sent to the backend behind an unanswered request of the same client.");
   for (const auto& b : s.binds) e.sample("binds_pipelined_total", bind_label(b), b.stats->pipelined.load(std::memory_order_relaxed));
+  e.family("binds_session_resets_total", "counter",
+           "Session resets sent before a backend connection served another client (see the bind's reset).");
+  for (const auto& b : s.binds)
+    e.sample("binds_session_resets_total", bind_label(b), b.stats->resets.load(std::memory_order_relaxed));
   e.family("binds_transactions_total", "counter", "Transactions ended by a client's COMMIT or ROLLBACK, by result.");
   for (const auto& b : s.binds) {
     e.sample("binds_transactions_total", bind_label(b) + ",result=\"commit\"", b.stats->commits.load(std::memory_order_relaxed));

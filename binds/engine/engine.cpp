@@ -651,6 +651,7 @@ asio::awaitable<void> ClientSession::execute(Lane& l, Request req, std::shared_p
     if (reset) {
       conn.send_reset();
       pending_reset = 1;
+      stats.resets.fetch_add(1, std::memory_order_relaxed);
     }
     // The client's name as application_name (PgBouncer's tracked parameters): queued only when
     // the session shows another one, in the same write as the statement.

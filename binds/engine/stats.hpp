@@ -60,6 +60,7 @@ struct BindStats {
   std::array<std::atomic<std::uint64_t>, kErrorCodes> errors_by_code{};
   std::atomic<std::uint64_t> bytes_out{0};  // result bytes sent to clients
   std::atomic<std::uint64_t> pipelined{0};  // requests sent behind an unanswered one of their client
+  std::atomic<std::uint64_t> resets{0};     // session resets before a connection's next client
   std::atomic<std::uint64_t> bytes_in{0};   // request frame bytes received from clients
   std::atomic<std::uint64_t> commits{0};    // transactions a client's COMMIT ended
   std::atomic<std::uint64_t> rollbacks{0};  // transactions a client's ROLLBACK ended

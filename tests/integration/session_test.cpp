@@ -270,6 +270,9 @@ TEST(SessionState, PostgresResetSeenKeepsUnseenStateAndPreparedStatements) {
     EXPECT_EQ(scalar(b, "SELECT coalesce(current_setting('binds.unseen', true), '')"), seen ? "left" : "");
     EXPECT_EQ(scalar(b, "SELECT count(*) FROM pg_prepared_statements WHERE statement = 'SELECT 42'"),
               seen ? "1" : "0");
+    // Counted in stats and /metrics: auto reset on each of the two client changes; seen only once,
+    // after the CREATE FUNCTION whose text shows set_config.
+    EXPECT_EQ(cell(client::Client::connect(d.address(), "admin").admin("stats"), "db", "resets"), seen ? "1" : "2");
     b.query("DROP FUNCTION " + fn + "()");
   }
 }

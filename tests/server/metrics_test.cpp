@@ -67,6 +67,7 @@ MetricsSnapshot sample_snapshot() {
   pg.stats->bytes_out = 123456;
   pg.stats->bytes_in = 4321;
   pg.stats->commits = 6;
+  pg.stats->resets = 11;
   pg.stats->rollbacks = 2;
   pg.pool_max = 10;
   pg.stats->error(protocol::ErrorCode::sql_error);
@@ -121,6 +122,9 @@ TEST(RenderPrometheus, BuildInfoPoolMaxTransactionsBytesIn) {
   EXPECT_TRUE(has_line(text, "binds_transactions_total{bind=\"users\",result=\"commit\"} 6"));
   EXPECT_TRUE(has_line(text, "binds_transactions_total{bind=\"users\",result=\"rollback\"} 2"));
   EXPECT_TRUE(has_line(text, "binds_bytes_in_total{bind=\"users\"} 4321"));
+  EXPECT_TRUE(has_line(text, "# TYPE binds_session_resets_total counter"));
+  EXPECT_TRUE(has_line(text, "binds_session_resets_total{bind=\"users\"} 11"));
+  EXPECT_TRUE(has_line(text, "binds_session_resets_total{bind=\"cache\"} 0"));
   EXPECT_EQ(text.find("process_"), std::string::npos) << "no process metrics without /proc figures";
 }
 
@@ -271,7 +275,7 @@ TEST(RenderPrometheus, EveryLineIsWellFormed) {
       EXPECT_EQ(l.rfind(current, 0), 0u) << l << " outside its family " << current;
     }
   }
-  EXPECT_EQ(typed.size(), 22u);  // process_* families come only with /proc figures
+  EXPECT_EQ(typed.size(), 23u);  // process_* families come only with /proc figures
 }
 
 TEST(Readiness, BodyListsBindsAndReachability) {
