@@ -9,6 +9,8 @@ Starts its own bindsd (binds pg and my, default pools) on a temporary Unix socke
 per backend, in interleaved rounds (the contenders' order rotates each round), measures:
 
   orm   --orm-n ORM objects, each `session.add(obj); session.commit()` (BEGIN, INSERT, COMMIT)
+  get   --orm-n ORM point selects, each `with Session() as s: s.get(Item, key)` (BEGIN, SELECT,
+        and the rollback when the session closes)
   many  cursor.executemany of --many-n INSERT rows, then commit()
   rt    --orm-n × `SELECT 1` on a DB-API cursor: one round trip, what a hop through bindsd costs
   tx    --orm-n × (INSERT, commit()) on a DB-API cursor: the ORM loop without SQLAlchemy's own work
@@ -106,6 +108,24 @@ def run_orm(engine, n: int) -> float:
     return elapsed
 
 
+def run_get(engine, n: int) -> float:
+    """n point selects by primary key, each in its own short session, as a web request makes one:
+    the session's transaction begins with the SELECT and is rolled back when the session closes."""
+    fresh_table(engine)
+    keys = 100
+    with orm.Session(engine) as s:
+        s.add_all([Item(id=i, name=f"item {i}", qty=i) for i in range(1, keys + 1)])
+        s.commit()
+    total = 0
+    t0 = time.perf_counter()
+    for i in range(n):
+        with orm.Session(engine) as s:
+            total += s.get(Item, i % keys + 1).qty
+    elapsed = time.perf_counter() - t0
+    assert total == sum(i % keys + 1 for i in range(n))
+    return elapsed
+
+
 def run_rt(engine, n: int) -> float:
     raw = engine.raw_connection()
     try:
@@ -185,6 +205,8 @@ def main() -> None:
             dname = "psycopg2" if backend == "postgresql" else "pymysql"
             cases[(backend, "orm", "binds")] = lambda n, e=via: run_orm(e, n)
             cases[(backend, "orm", dname)] = lambda n, e=direct: run_orm(e, n)
+            cases[(backend, "get", "binds")] = lambda n, e=via: run_get(e, n)
+            cases[(backend, "get", dname)] = lambda n, e=direct: run_get(e, n)
             cases[(backend, "tx", "binds")] = lambda n, e=via: run_tx(e, n)
             cases[(backend, "tx", dname)] = lambda n, e=direct: run_tx(e, n)
             cases[(backend, "rt", "binds")] = lambda n, e=via: run_rt(e, n)
@@ -216,6 +238,7 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
 
     print(f"\nmedians of {args.rounds} interleaved rounds; orm = {args.orm_n} x (add + commit), "
+          f"get = {args.orm_n} x Session.get in a session of its own, "
           f"many = executemany of {args.many_n} rows + commit, tx = {args.orm_n} x (INSERT + commit), "
           f"rt = {args.orm_n} x SELECT 1\n")
     print("| backend | workload | contender | median s | per op µs | ops/s |")

@@ -33,7 +33,7 @@ def test_orm_bench_reports_every_contender_of_every_workload():
             rows[tuple(cells[:3])] = float(cells[3])
     expected = []
     for backend, direct in (("postgresql", "psycopg2"), ("mysql", "pymysql")):
-        for workload in ("orm", "tx", "rt", "many"):
+        for workload in ("orm", "get", "tx", "rt", "many"):
             expected += [(backend, workload, "binds"), (backend, workload, direct)]
         expected.append((backend, "many", "binds execute loop"))
     missing = [k for k in expected if k not in rows]
