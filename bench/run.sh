@@ -6,7 +6,8 @@
 # Installs what is missing (apt-get), builds bindsd and binds_loadgen in build-bench
 # (RelWithDebInfo), starts throw-away PostgreSQL 15 and MariaDB (scripts/testdb.sh), PgBouncer
 # (transaction pooling, 10 server connections) and bindsd (binds pg, my and lite, 10 connections
-# each; and pgseen, the pg database with `reset: seen`, a second bindsd row at 16 and 200 clients), then runs every workload in interleaved rounds (the contenders' order rotates each round)
+# each; and pgseen, the pg database with `reset: seen`, a second bindsd row at 16 and 200 clients),
+# then runs every workload in interleaved rounds (the contenders' order rotates each round)
 # and prints a markdown table of medians; --out FILE also writes it there, with the raw results
 # (one JSON line per measurement) next to it as FILE.jsonl.
 #
