@@ -148,6 +148,7 @@ struct Session : std::enable_shared_from_this<Session<Socket>> {
   bool draining = false;    // server shutting down: finish what is in flight, then disconnect
   bool local_peer = false;  // Unix socket or loopback TCP: may run admin commands
   bool hello_done = false;
+  bool read_hints = false;  // TCP with enable_read_hints() on (binds/socket_wakeups.hpp)
   std::string close_reason;
   bool closing = false;  // close_reason is set: stop waiting for room in the outbox
   asio::steady_timer deadline;        // handshake deadline, then the drain deadline at close
@@ -446,8 +447,9 @@ std::string handle_frame(const SessionPtr<Socket>& s, FrameDecoder& dec, const F
 
 // A client's reads go into its small buffer (Session::small_read, what a request usually takes),
 // through Asio's own read: it parks on the descriptor epoll already watches, where waiting for
-// readiness would re-arm it (an epoll_ctl per request); a ShortReadBuffer keeps it from first
-// trying a socket its last read drained (binds/socket_wakeups.hpp). What does not fit is read at once into one
+// readiness would re-arm it (an epoll_ctl per request); on TCP a ShortReadBuffer keeps it from
+// first trying a socket the kernel said is drained (binds/socket_wakeups.hpp). What does not fit is
+// read at once into one
 // big buffer per I/O thread, so an idle client holds only the small one (10,000 idle clients must
 // cost little). A function, not a thread_local named inside the coroutine: a coroutine may resume
 // on another thread, and the compiler may keep the address it computed before the suspension.
@@ -467,8 +469,9 @@ asio::awaitable<std::string> read_loop(const SessionPtr<Socket>& s) {
     if (s->outbox.full() && s->close_reason.empty()) co_await s->outbox.room(&s->closing);
     if (!s->close_reason.empty()) co_return s->close_reason;
     boost::system::error_code ec;
-    const std::size_t n = co_await s->socket.async_read_some(ShortReadBuffer(asio::buffer(s->small_read)),
-                                                             asio::redirect_error(asio::use_awaitable, ec));
+    const std::size_t n =
+        co_await s->socket.async_read_some(ShortReadBuffer(asio::buffer(s->small_read), s->read_hints),
+                                           asio::redirect_error(asio::use_awaitable, ec));
     if (!ec) {
       dec.feed(s->small_read.data(), n);
       // A full small buffer: more is waiting (a big frame, or many), taken at once through the
@@ -521,10 +524,11 @@ asio::awaitable<std::string> read_loop(const SessionPtr<Socket>& s) {
 }
 
 template <class Socket>
-asio::awaitable<void> session_main(Server& server, Socket socket, std::string peer, bool local) {
+asio::awaitable<void> session_main(Server& server, Socket socket, std::string peer, bool local, bool read_hints) {
   auto s = std::make_shared<Session<Socket>>(server, std::move(socket), server.routes());
   s->peer = std::move(peer);
   s->local_peer = local;
+  s->read_hints = read_hints;
   s->info->peer = s->peer;
   s->info->activity = std::make_shared<engine::Activity>();
   s->id = server.add_session(
@@ -619,11 +623,12 @@ asio::awaitable<void> run_session(Server& server, asio::ip::tcp::socket socket) 
   std::string peer = ec ? "tcp:?" : "tcp:" + ep.address().to_string() + ":" + std::to_string(ep.port());
   socket.set_option(asio::ip::tcp::no_delay(true), ec);
   bool local = !ec && ep.address().is_loopback();
-  return session_main(server, std::move(socket), std::move(peer), local);
+  const bool hints = enable_read_hints(socket);
+  return session_main(server, std::move(socket), std::move(peer), local, hints);
 }
 
 asio::awaitable<void> run_session(Server& server, asio::local::stream_protocol::socket socket) {
-  return session_main(server, std::move(socket), std::string("unix socket"), true);
+  return session_main(server, std::move(socket), std::string("unix socket"), true, false);
 }
 
 }  // namespace binds::server

@@ -355,6 +355,7 @@ asio::awaitable<std::optional<Session>> attempt_tcp(asio::any_io_executor ex, co
   // dead peer on an idle pooled connection, as libpq's default keepalives=1 does.
   t.tcp_socket()->set_option(tcp::no_delay(true), ec);
   t.tcp_socket()->set_option(asio::socket_base::keep_alive(true), ec);
+  t.set_read_hints(enable_read_hints(*t.tcp_socket()));
   watch_reads_only(*t.tcp_socket(), ec);
   if (ec) {
     fail.message = ec.message();

@@ -19,8 +19,8 @@ tls_stream& Transport::start_tls(std::shared_ptr<asio::ssl::context> ctx) {
 asio::awaitable<std::size_t> Transport::read_some(asio::mutable_buffer b, error_code& ec) {
   auto token = asio::redirect_error(asio::use_awaitable, ec);
   if (tls_) return tls_->async_read_some(b, token);
-  if (unix_) return unix_->async_read_some(ShortReadBuffer(b), token);
-  return tcp_->async_read_some(ShortReadBuffer(b), token);
+  if (unix_) return unix_->async_read_some(b, token);
+  return tcp_->async_read_some(ShortReadBuffer(b, read_hints_), token);
 }
 
 asio::awaitable<std::size_t> Transport::write_all(asio::const_buffer b, error_code& ec) {

@@ -69,8 +69,12 @@ class Transport {
   // -1 when closed.
   int native_handle();
   asio::any_io_executor get_executor();
+  // The TCP socket reports what each read leaves (binds/socket_wakeups.hpp): reads then skip the
+  // recv that would only find the socket empty.
+  void set_read_hints(bool on) { read_hints_ = on; }
 
  private:
+  bool read_hints_ = false;
   std::optional<tcp::socket> tcp_;
   std::optional<unix_socket> unix_;
   std::shared_ptr<asio::ssl::context> tls_ctx_;

@@ -860,10 +860,11 @@ asio::awaitable<Outcome> PgConnection::receive(ResultSink& sink) {
       if (!co_await sink.drained()) stop(st, out);
     }
     auto buf = reader_.prepare(hold);
-    // Asio's own read, not readiness then a read of ours: it tries the socket at once only when
-    // its last read did not drain it (Transport reads with a ShortReadBuffer), and otherwise parks
-    // on the descriptor it already watches. One recv per answer; waiting for readiness instead
-    // re-arms epoll (an epoll_ctl) each time, and a read of ours first mostly finds nothing.
+    // Asio's own read, not readiness then a read of ours: it tries the socket at once unless the
+    // kernel said the last read drained it (Transport reads TCP with a ShortReadBuffer), and
+    // otherwise parks on the descriptor it already watches. One recv per answer; waiting for
+    // readiness instead re-arms epoll (an epoll_ctl) each time, and a read of ours first mostly
+    // finds nothing.
     const std::size_t n = co_await transport_.read_some(asio::buffer(buf.data(), buf.size()), ec);
     if (ec) {
       set_broken(read_error_text(ec));

@@ -5,7 +5,9 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <poll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <fstream>
@@ -221,6 +223,56 @@ TEST(Starvation, TimedOutQueryOfAClientThatDoesNotReadReturnsItsConnection) {
   auto t0 = Clock::now();
   EXPECT_EQ(scalar(c, "SELECT 1"), "1");  // the only connection came back
   EXPECT_LT(Clock::now() - t0, 5s);
+}
+
+TEST(Starvation, AClientThatHalfClosesAfterItsLastRequestGetsItsReplyAndTheEnd) {
+  // The request and the client's FIN arrive together (one epoll edge): the session must answer,
+  // then see the end of input and close, not wait for more forever (a client that half-closes
+  // and reads until the server hangs up would hang with it). Over TCP, where reads use the
+  // kernel's hints (binds/socket_wakeups.hpp); the Unix socket keeps Asio's own rule.
+  auto tmp = make_temp_dir("halfclose");
+  unsigned short port = 0;
+  {
+    boost::asio::io_context io;
+    boost::asio::ip::tcp::acceptor a(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+    port = a.local_endpoint().port();
+  }
+  // Continues the harness's listen: section.
+  Daemon d("  tcp: 127.0.0.1:" + std::to_string(port) + "\ndefault: lite\nbinds:\n" + lite(tmp));
+  for (int round = 0; round < 20; ++round) {
+    boost::asio::io_context io;
+    boost::asio::ip::tcp::socket s(io);
+    s.connect({boost::asio::ip::make_address("127.0.0.1"), port});
+    protocol::FrameDecoder dec(1 << 20);
+    // False at the end of input, or after 10 s without a byte (a lost end of input).
+    auto read_frame = [&](Frame& f) {
+      for (;;) {
+        if (dec.next(f) == protocol::FrameDecoder::Status::frame) return true;
+        pollfd p{s.native_handle(), POLLIN, 0};
+        if (::poll(&p, 1, 10000) != 1) return false;
+        char buf[4096];
+        const auto n = ::recv(s.native_handle(), buf, sizeof buf, 0);
+        if (n <= 0) return false;
+        dec.feed(buf, static_cast<std::size_t>(n));
+      }
+    };
+    boost::asio::write(s, boost::asio::buffer(protocol::encode_hello(protocol::Hello{})));
+    Frame f;
+    ASSERT_TRUE(read_frame(f));
+    ASSERT_EQ(f.type(), FrameType::hello_ok);
+    // Give the session time to park its next read, so the request and the FIN land on it together.
+    std::this_thread::sleep_for(20ms);
+    const std::string ping = frame(static_cast<std::uint8_t>(FrameType::ping), 7, "");
+    boost::asio::write(s, boost::asio::buffer(ping));
+    s.shutdown(boost::asio::ip::tcp::socket::shutdown_send);
+    ASSERT_TRUE(read_frame(f)) << "round " << round << ": no PONG";
+    EXPECT_EQ(f.type(), FrameType::pong);
+    EXPECT_EQ(f.header.request_id, 7u);
+    const auto t0 = Clock::now();
+    EXPECT_FALSE(read_frame(f)) << "round " << round << ": a frame after the PONG";
+    EXPECT_LT(Clock::now() - t0, 5s) << "round " << round << ": the session never saw the end of input";
+    if (HasFailure()) break;
+  }
 }
 
 TEST(Starvation, AFrameThatNeverArrivesInFullIsTimedOut) {

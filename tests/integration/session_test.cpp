@@ -328,6 +328,18 @@ struct Restore {
   }
 };
 
+// Whether the default bind answers again within 20 s (after its server came back).
+bool answers_again(Client& c) {
+  for (int i = 0; i < 100; ++i) {
+    try {
+      if (scalar(c, "SELECT 8") == "8") return true;
+    } catch (const ServerError&) {
+      std::this_thread::sleep_for(200ms);
+    }
+  }
+  return false;
+}
+
 TEST(BackendFaults, PostgresCrashUnderLoadFailsCleanlyAndRecovers) {
   BINDS_REQUIRE_URL("BINDS_TEST_PG_URL", pg);
   auto tmp = make_temp_dir("crash");
@@ -364,14 +376,7 @@ TEST(BackendFaults, PostgresCrashUnderLoadFailsCleanlyAndRecovers) {
   EXPECT_EQ(scalar(side, "SELECT 1", std::string("lite")), "1");  // other binds keep serving
   testdb("start-pg");
   restore.cmd.clear();
-  bool back = false;
-  for (int i = 0; i < 100 && !back; ++i) {
-    try {
-      back = scalar(side, "SELECT 8") == "8";
-    } catch (const ServerError&) {
-      std::this_thread::sleep_for(200ms);
-    }
-  }
+  const bool back = answers_again(side);
   stop = true;
   for (auto& t : load) t.join();
   EXPECT_TRUE(back) << "PostgreSQL bind did not recover";
@@ -381,6 +386,32 @@ TEST(BackendFaults, PostgresCrashUnderLoadFailsCleanlyAndRecovers) {
   EXPECT_GT(ok, 0);
   std::error_code ec;
   fs::remove_all(tmp, ec);
+}
+
+TEST(BackendFaults, PostgresCrashMidStatementOverPlainTcpEndsTheStatement) {
+  // An immediate shutdown sends each backend's client a FATAL message and closes the socket at
+  // once: the message and the end of stream arrive together, in one epoll edge. A read that took
+  // the message and then waited for another edge hung the statement for good (over plain TCP; the
+  // suite's server speaks TLS, which reads differently, so this bind turns TLS off).
+  BINDS_REQUIRE_URL("BINDS_TEST_PG_URL", pg);
+  const std::string plain = pg + (pg.find('?') == std::string::npos ? "?" : "&") + "sslmode=disable";
+  // The statement timeout only bounds the test if the bug comes back (it then ends as TIMEOUT).
+  Daemon d("default: db\nbinds:\n  db:\n    url: " + plain + "\n    statement_timeout: 20s\n");
+  auto c = d.connect();
+  EXPECT_EQ(scalar(c, "SELECT 1"), "1");
+  std::optional<ErrorCode> code;
+  std::thread running([&] { code = error_code_of([&] { c.query("SELECT pg_sleep(30)"); }); });
+  std::this_thread::sleep_for(500ms);
+  Restore restore{"start-pg"};
+  const auto t0 = std::chrono::steady_clock::now();
+  testdb("crash-pg");
+  running.join();
+  const auto took = std::chrono::steady_clock::now() - t0;
+  testdb("start-pg");
+  restore.cmd.clear();
+  EXPECT_EQ(code, ErrorCode::backend_unavailable);
+  EXPECT_LT(took, 10s) << "the statement outlived its crashed server";
+  EXPECT_TRUE(answers_again(c)) << "PostgreSQL bind did not recover";
 }
 
 TEST(BackendFaults, MariaDBKilledUnderLoadFailsCleanlyAndRecovers) {
