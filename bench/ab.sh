@@ -2,11 +2,12 @@
 # Interleaved A/B of two bindsd builds (or one build under two environments) on SELECT 1: the quick
 # way to tell whether a change to the data path pays, on a shared, noisy machine. Both daemons run
 # at once with the same configuration (PostgreSQL and MariaDB binds of 10 connections each, from
-# scripts/testdb.sh's environment); the load generator alternates between them, round by round,
-# and the medians of qps and of the daemon's CPU per query (utime+stime from /proc) are compared.
+# scripts/testdb.sh's environment, and pgseen: the PostgreSQL one with `reset: seen`); the load
+# generator alternates between them, round by round, and the medians of qps and of the daemon's
+# CPU per query (utime+stime from /proc) are compared.
 #
 #   scripts/testdb.sh start /tmp/bt && . /tmp/bt/env
-#   bench/ab.sh [--rounds N] [--conns N] [--depth N] [--bind pg|my] [--duration S] \
+#   bench/ab.sh [--rounds N] [--conns N] [--depth N] [--bind pg|pgseen|my] [--duration S] \
 #     "A: [VAR=value ...] /path/to/bindsd" "B: [VAR=value ...] /path/to/bindsd"
 # e.g. bench/ab.sh "/tmp/old/bindsd" "build-test/server/bindsd"
 #      bench/ab.sh "build-test/server/bindsd" "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libmimalloc.so.2 build-test/server/bindsd"
@@ -46,6 +47,10 @@ binds:
   pg:
     url: \${AB_PG_URL}
     pool: { max: 10, min: 10 }
+  pgseen:
+    url: \${AB_PG_URL}
+    pool: { max: 10, min: 10 }
+    reset: seen
   my:
     url: \${AB_MY_URL}
     pool: { max: 10, min: 10 }

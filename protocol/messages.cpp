@@ -19,7 +19,14 @@ struct StringSink {
 using Packer = msgpack::packer<StringSink>;
 
 // Starts a frame: reserves the header, to be filled by finish_frame once the body length is known.
-std::string start_frame() { return std::string(kHeaderSize, '\0'); }
+// Room for a typical small frame is reserved up front: grown from the string's inline 15 bytes,
+// a 60-byte COMPLETE went through three allocations and copies (seen in the per-request profile).
+std::string start_frame(std::size_t capacity = 128) {
+  std::string f;
+  f.reserve(capacity);
+  f.assign(kHeaderSize, '\0');
+  return f;
+}
 
 std::string finish_frame(std::string frame, FrameType type, std::uint32_t id) {
   FrameHeader h;
@@ -495,8 +502,7 @@ void RowBatchWriter::add(std::span<const ValueView> row) {
 }
 
 std::string RowBatchWriter::finish(std::uint32_t id) {
-  std::string f = start_frame();
-  f.reserve(kHeaderSize + 16 + buf_.size());
+  std::string f = start_frame(kHeaderSize + 16 + buf_.size());
   StringSink sink{f};
   Packer pk(sink);
   pk.pack_map(1);

@@ -80,14 +80,14 @@ class NativeResponder final : public engine::Responder {
     auto bytes = finish(id);
     auto frame = protocol::encode_complete(id, done);
     bytes += frame.size();
-    out_.push(std::move(frame));
+    out_.push(std::move(frame), true);
     return bytes;
   }
   std::uint64_t error(std::uint32_t id, const ErrorInfo& info) override {
     auto bytes = finish(id);
     auto frame = protocol::encode_error_within(id, info, limits_.max_frame);
     bytes += frame.size();
-    out_.push(std::move(frame));
+    out_.push(std::move(frame), true);
     return bytes;
   }
   bool full() const override { return out_.full(); }
@@ -188,12 +188,25 @@ struct Session : std::enable_shared_from_this<Session<Socket>> {
     info.code = code;
     info.message = std::move(message);
     info.bind = std::move(bind);
-    outbox.push(protocol::encode_error_within(req_id, std::move(info), limits.max_frame));
+    outbox.push(protocol::encode_error_within(req_id, std::move(info), limits.max_frame), true);
   }
   void send_complete(std::uint32_t req_id, std::int64_t affected) {
     protocol::Complete done;
     done.affected = affected;
-    outbox.push(protocol::encode_complete(req_id, done));
+    outbox.push(protocol::encode_complete(req_id, done), true);
+  }
+
+  // Strand only (Outbox::on_write_now). Writes the queued frames if the socket takes them now;
+  // what it does not take (or an error) is left to the writer, with its deadline and error path.
+  void write_now() {
+    const auto& q = outbox.queued();
+    thread_local std::vector<asio::const_buffer> bufs;  // no suspension in here: one per thread is enough
+    bufs.clear();
+    for (const auto& f : q) bufs.push_back(asio::buffer(f));
+    boost::system::error_code ec;
+    const std::size_t n = socket.write_some(bufs, ec);  // the socket is non-blocking
+    bufs.clear();
+    if (!ec && n > 0) outbox.consumed(n);
   }
   void refresh_info() {
     if (!engine) return;
@@ -420,7 +433,7 @@ std::string handle_frame(const SessionPtr<Socket>& s, FrameDecoder& dec, const F
         s->send_error(id, ErrorCode::bad_request, "bad PING: " + why);
         break;
       }
-      s->outbox.push(protocol::encode_empty(FrameType::pong, id));
+      s->outbox.push(protocol::encode_empty(FrameType::pong, id), true);
       break;
     case FrameType::list_binds: {
       if (!protocol::decode_empty(f.body, why)) {
@@ -577,6 +590,10 @@ asio::awaitable<void> session_main(Server& server, Socket socket, std::string pe
   s->outbox.on_start_writer([raw = s.get()] {
     asio::co_spawn(raw->socket.get_executor(), run_writer(raw->shared_from_this()), asio::detached);
   });
+  s->outbox.on_schedule([raw = s.get()] {
+    asio::post(raw->socket.get_executor(), [s = raw->shared_from_this()] { s->outbox.kick(); });
+  });
+  s->outbox.on_write_now([raw = s.get()] { raw->write_now(); });
 
   s->deadline.expires_after(kHandshakeTimeout);
   s->deadline.async_wait([s](boost::system::error_code ec) {

@@ -136,15 +136,31 @@ std::vector<Activity::Now> Activity::snapshot() const {
 // ---- ClientSession ----
 
 struct ClientSession::Running {
-  explicit Running(asio::any_io_executor ex) : deadline(ex), retry(std::move(ex)) {}
+  explicit Running(asio::any_io_executor e) : ex(std::move(e)) {}
   std::uint32_t id = 0;
   backend::Connection* conn = nullptr;
   std::optional<ErrorCode> stop;  // why the server stopped it: cancelled or timeout
   bool stopping = false;          // stop is set: its rows are no longer waited on
   bool abandoned = false;         // the backend did not answer the cancel: the connection was aborted
   bool done = false;
-  asio::steady_timer deadline;  // statement timeout, then the abandon grace
-  asio::steady_timer retry;     // paces repeated cancels
+  // The timers are made when first needed: most statements have neither a timeout nor a cancel,
+  // and two timers made and destroyed per request showed in profiles (each looks up its service
+  // under a lock and copies the type-erased executor).
+  asio::any_io_executor ex;
+  std::optional<asio::steady_timer> deadline_timer;  // statement timeout, then the abandon grace
+  std::optional<asio::steady_timer> retry_timer;     // paces repeated cancels
+  asio::steady_timer& deadline() {
+    if (!deadline_timer) deadline_timer.emplace(ex);
+    return *deadline_timer;
+  }
+  asio::steady_timer& retry() {
+    if (!retry_timer) retry_timer.emplace(ex);
+    return *retry_timer;
+  }
+  void cancel_timers() {
+    if (deadline_timer) deadline_timer->cancel();
+    if (retry_timer) retry_timer->cancel();
+  }
   std::shared_ptr<std::function<void()>> repeat;  // the repeating cancel (held while it may fire)
   // Ends its wait for a connection (a paused bind holds requests until resume).
   std::shared_ptr<pool::AcquireCanceller> acquiring = std::make_shared<pool::AcquireCanceller>();
@@ -417,8 +433,8 @@ void ClientSession::stop(const std::shared_ptr<Running>& r, ErrorCode why) {
   *again = [r, weak = std::weak_ptr<std::function<void()>>(again)] {
     if (r->done || r->abandoned) return;
     r->conn->cancel();
-    r->retry.expires_after(100ms);
-    r->retry.async_wait([r, weak](boost::system::error_code ec) {
+    r->retry().expires_after(100ms);
+    r->retry().async_wait([r, weak](boost::system::error_code ec) {
       auto f = weak.lock();
       if (!ec && f) (*f)();
     });
@@ -426,8 +442,8 @@ void ClientSession::stop(const std::shared_ptr<Running>& r, ErrorCode why) {
   r->repeat = again;
   (*again)();
   // A hung backend may never answer the cancel: stop waiting for it after a grace period.
-  r->deadline.expires_after(kAbandonGrace);
-  r->deadline.async_wait([r](boost::system::error_code ec) {
+  r->deadline().expires_after(kAbandonGrace);
+  r->deadline().async_wait([r](boost::system::error_code ec) {
     if (ec || r->done) return;
     r->abandoned = true;
     if (r->conn) r->conn->abort();
@@ -626,8 +642,8 @@ asio::awaitable<void> ClientSession::execute(Lane& l, Request req, std::shared_p
   const auto timeout =
       req.timeout_ms ? std::chrono::milliseconds(req.timeout_ms) : pool.config().statement_timeout;
   if (kind == Kind::query && timeout.count() > 0) {
-    run->deadline.expires_after(timeout);
-    run->deadline.async_wait([self = shared_from_this(), run](boost::system::error_code ec) {
+    run->deadline().expires_after(timeout);
+    run->deadline().async_wait([self = shared_from_this(), run](boost::system::error_code ec) {
       if (!ec && !run->done) self->stop(run, ErrorCode::timeout);
     });
   }
@@ -696,8 +712,7 @@ asio::awaitable<void> ClientSession::execute(Lane& l, Request req, std::shared_p
     }
   }
   run->done = true;
-  run->deadline.cancel();
-  run->retry.cancel();
+  run->cancel_timers();
   run->repeat.reset();
   engine_.counters().queries++;
   stats.queries++;

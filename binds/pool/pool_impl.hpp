@@ -259,7 +259,7 @@ asio::awaitable<typename BasicPool<Clock>::AcquireResult> BasicPool<Clock>::acqu
   for (;;) {
     std::unique_ptr<Slot> slot;
     std::shared_ptr<Waiter> waiter;
-    std::deque<std::unique_ptr<Slot>> stale;
+    std::vector<std::unique_ptr<Slot>> stale;  // not a deque: an empty one allocates two blocks
     {
       std::lock_guard lock(mu_);
       if (stopped_) {
