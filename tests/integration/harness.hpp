@@ -3,6 +3,8 @@
 // folder, and the real test databases of scripts/testdb.sh (URLs from the environment).
 
 #include <gtest/gtest.h>
+#include <utility>
+#include <boost/asio.hpp>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -40,6 +42,13 @@ inline std::string db_url(const char* var) {
     if (::binds::test::env("BINDS_ALLOW_NO_DB") == "1") GTEST_SKIP() << var " not set";          \
     FAIL() << var " is not set: run the tests through scripts/test.sh (it starts the databases)"; \
   }
+
+// A loopback TCP port free a moment ago (for a daemon's tcp: listener or its metrics).
+inline unsigned short free_port() {
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::acceptor a(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+  return a.local_endpoint().port();
+}
 
 inline fs::path make_temp_dir(const std::string& tag) {
   std::string tmpl = (fs::temp_directory_path() / ("binds-" + tag + "-XXXXXX")).string();

@@ -231,12 +231,7 @@ TEST(Starvation, AClientThatHalfClosesAfterItsLastRequestGetsItsReplyAndTheEnd) 
   // and reads until the server hangs up would hang with it). Over TCP, where reads use the
   // kernel's hints (binds/socket_wakeups.hpp); the Unix socket keeps Asio's own rule.
   auto tmp = make_temp_dir("halfclose");
-  unsigned short port = 0;
-  {
-    boost::asio::io_context io;
-    boost::asio::ip::tcp::acceptor a(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
-    port = a.local_endpoint().port();
-  }
+  const unsigned short port = free_port();
   // Continues the harness's listen: section.
   Daemon d("  tcp: 127.0.0.1:" + std::to_string(port) + "\ndefault: lite\nbinds:\n" + lite(tmp));
   for (int round = 0; round < 20; ++round) {

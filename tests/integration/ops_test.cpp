@@ -223,12 +223,6 @@ std::string http_get(unsigned short port, const std::string& path) {
   return out;
 }
 
-unsigned short free_port() {
-  boost::asio::io_context io;
-  boost::asio::ip::tcp::acceptor a(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
-  return a.local_endpoint().port();
-}
-
 double metric(const std::string& text, const std::string& series) {
   auto p = text.find("\n" + series + " ");
   if (p == std::string::npos) return -1;
