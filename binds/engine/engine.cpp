@@ -143,6 +143,10 @@ struct ClientSession::Running {
   bool stopping = false;          // stop is set: its rows are no longer waited on
   bool abandoned = false;         // the backend did not answer the cancel: the connection was aborted
   bool done = false;
+  // Its connection still runs the reset (or the client's name) sent ahead of its statement. A
+  // PostgreSQL cancel sent now would stop the reset, and the statement behind it would then run
+  // on a connection already given up as broken: the cancel waits until the reset has answered.
+  bool preparing = false;
   // The timers are made when first needed: most statements have neither a timeout nor a cancel,
   // and two timers made and destroyed per request showed in profiles (each looks up its service
   // under a lock and copies the type-erased executor).
@@ -432,7 +436,7 @@ void ClientSession::stop(const std::shared_ptr<Running>& r, ErrorCode why) {
   auto again = std::make_shared<std::function<void()>>();
   *again = [r, weak = std::weak_ptr<std::function<void()>>(again)] {
     if (r->done || r->abandoned) return;
-    r->conn->cancel();
+    if (!r->preparing) r->conn->cancel();
     r->retry().expires_after(100ms);
     r->retry().async_wait([r, weak](boost::system::error_code ec) {
       auto f = weak.lock();
@@ -638,6 +642,7 @@ asio::awaitable<void> ClientSession::execute(Lane& l, Request req, std::shared_p
   if (!sent && kind == Kind::query && may_change_session_state(backend, req.sql)) slot.dirty = true;
 
   run->conn = &conn;
+  run->preparing = reset || arriving;
   if (cancel_requested) stop(run, ErrorCode::cancelled);
   const auto timeout =
       req.timeout_ms ? std::chrono::milliseconds(req.timeout_ms) : pool.config().statement_timeout;
@@ -700,6 +705,9 @@ asio::awaitable<void> ClientSession::execute(Lane& l, Request req, std::shared_p
         out = std::move(r);
       }
     }
+    run->preparing = false;
+    // A cancel or timeout held back by the reset goes out now (then repeats until the statement ends).
+    if (run->stop && run->repeat && !reset_failed && !run->abandoned) (*run->repeat)();
     for (std::size_t done = 0; done < ops.size() && !reset_failed; ++done) {
       while (next < ops.size() && conn.outstanding() < window) conn.send(ops[next++]);
       out = co_await conn.receive(result_sink);

@@ -56,7 +56,7 @@ bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds lim
 
 int run_cli(const Daemon& d, const std::string& args, std::string& out) {
   auto file = d.dir() / "cli.out";
-  int rc = std::system((std::string(BINDS_CLI_PATH) + " --socket " + d.address().substr(5) + " " + args + " >" +
+  int rc = std::system((std::string(BINDS_CLI_PATH) + " --socket " + d.socket_path() + " " + args + " >" +
                         file.string() + " 2>&1")
                            .c_str());
   out = read_file(file);
@@ -404,7 +404,7 @@ TEST(Top, LiveViewShowsPoolsAndClientsQuitsOnQAndCtrlCRestoringTheTerminal) {
   });
   Tmux tmux(tmp);
   // After top exits, the shell prints its status and the terminal modes it was left in.
-  const std::string cmd = std::string(BINDS_CLI_PATH) + " --socket " + d.address().substr(5) +
+  const std::string cmd = std::string(BINDS_CLI_PATH) + " --socket " + d.socket_path() +
                           " top; echo TOP-EXITED rc=\\$?; stty -a | tr ' ;' '\\n\\n' | grep -x -e icanon -e -icanon "
                           "-e echo -e -echo | tr '\\n' ' '; echo; sleep 60";
   for (const char* how : {"q", "C-c"}) {

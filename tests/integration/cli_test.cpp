@@ -40,7 +40,7 @@ class Cli : public ::testing::Test {
     tmp_ = make_temp_dir("clidb");
     daemon_ = std::make_unique<Daemon>("default: main\nbinds:\n  main: sqlite:///" + (tmp_ / "m.db").string() +
                                        "\n  other: \"sqlite://\"\n");
-    sock_ = "--socket " + daemon_->address().substr(5) + " ";
+    sock_ = "--socket " + daemon_->socket_path() + " ";
     ASSERT_EQ(cli(sock_ + "query \"CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT, score REAL)\"").rc, 0);
   }
   void TearDown() override {
@@ -191,7 +191,7 @@ class CliPg : public ::testing::Test {
   void SetUp() override {
     BINDS_REQUIRE_URL("BINDS_TEST_PG_URL", pg);
     daemon_ = std::make_unique<Daemon>("default: pg\nbinds:\n  pg: \"" + pg + "\"\n  lite: \"sqlite://\"\n");
-    sock_ = "--socket " + daemon_->address().substr(5) + " ";
+    sock_ = "--socket " + daemon_->socket_path() + " ";
   }
   std::unique_ptr<Daemon> daemon_;
   std::string sock_;

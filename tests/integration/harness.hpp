@@ -108,6 +108,10 @@ class Daemon {
   explicit Daemon(const std::string& binds_yaml, const std::string& extra_args = "") {
     dir_ = make_temp_dir("daemon");
     socket_ = (dir_ / "bindsd.sock").string();
+    // $BINDS_TEST_CLIENTS=tcp: the daemon listens on loopback TCP too and the tests' clients use it.
+    // Reads, half-closes and full buffers behave differently there (scripts/test.sh runs the fault
+    // tests once that way); tools given --socket keep the Unix socket.
+    if (env("BINDS_TEST_CLIENTS") == "tcp") tcp_port_ = free_port();
     config_ = dir_ / "binds.yaml";
     write_config(binds_yaml);
     log_ = dir_ / "bindsd.log";
@@ -173,7 +177,8 @@ class Daemon {
 
   // Rewrites the config file (same listen section), e.g. before a reload.
   void write_config(const std::string& binds_yaml) {
-    std::ofstream(config_) << "listen:\n  unix: " << socket_ << "\n" << binds_yaml;
+    std::ofstream(config_) << "listen:\n  unix: " << socket_ << "\n"
+                           << (tcp_port_ ? "  tcp: 127.0.0.1:" + std::to_string(tcp_port_) + "\n" : "") << binds_yaml;
   }
   void signal(int sig) const {
     if (pid_ > 0) ::kill(pid_, sig);
@@ -192,7 +197,12 @@ class Daemon {
     return -1;
   }
   client::Client connect() const { return client::Client::connect(address()); }
-  std::string address() const { return "unix:" + socket_; }
+  // Where the tests' clients connect: the Unix socket, or TCP under BINDS_TEST_CLIENTS=tcp.
+  std::string address() const {
+    return tcp_port_ ? "tcp:127.0.0.1:" + std::to_string(tcp_port_) : "unix:" + socket_;
+  }
+  const std::string& socket_path() const { return socket_; }
+  unsigned short tcp_port() const { return tcp_port_; }  // 0 unless BINDS_TEST_CLIENTS=tcp
   std::string log() const { return read_file(log_); }
   pid_t pid() const { return pid_; }
   const fs::path& dir() const { return dir_; }
@@ -211,6 +221,7 @@ class Daemon {
   }
   fs::path dir_, config_, log_;
   std::string socket_;
+  unsigned short tcp_port_ = 0;
   pid_t pid_ = -1;
 };
 

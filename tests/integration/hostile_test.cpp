@@ -231,9 +231,11 @@ TEST(Starvation, AClientThatHalfClosesAfterItsLastRequestGetsItsReplyAndTheEnd) 
   // and reads until the server hangs up would hang with it). Over TCP, where reads use the
   // kernel's hints (binds/socket_wakeups.hpp); the Unix socket keeps Asio's own rule.
   auto tmp = make_temp_dir("halfclose");
-  const unsigned short port = free_port();
-  // Continues the harness's listen: section.
-  Daemon d("  tcp: 127.0.0.1:" + std::to_string(port) + "\ndefault: lite\nbinds:\n" + lite(tmp));
+  // Continues the harness's listen: section, unless the harness listens on TCP already.
+  const unsigned short own = env("BINDS_TEST_CLIENTS") == "tcp" ? 0 : free_port();
+  Daemon d((own ? "  tcp: 127.0.0.1:" + std::to_string(own) + "\n" : std::string()) + "default: lite\nbinds:\n" +
+           lite(tmp));
+  const unsigned short port = own ? own : d.tcp_port();
   for (int round = 0; round < 20; ++round) {
     boost::asio::io_context io;
     boost::asio::ip::tcp::socket s(io);

@@ -147,7 +147,7 @@ TEST(Admin, StatsClientsConfigPauseResumeReconnectDrain) {
 TEST(Admin, CliPrintsTablesAndJson) {
   auto tmp = make_temp_dir("admcli");
   Daemon d("binds:\n  m: sqlite:///" + (tmp / "m.db").string() + "\n");
-  std::string sock = d.address().substr(5);
+  std::string sock = d.socket_path();
   auto run = [&](const std::string& args) {
     auto out = tmp / "out";
     int rc = std::system((std::string(BINDS_CLI_PATH) + " --socket " + sock + " " + args + " >" + out.string() +

@@ -56,8 +56,14 @@ class Bystander {
 class RawClient {
  public:
   explicit RawClient(const Daemon& d) {
-    std::string path = d.address().substr(5);
-    sock_.connect(boost::asio::local::stream_protocol::endpoint(path));
+    namespace gen = boost::asio::generic;
+    if (d.tcp_port()) {
+      sock_.connect(gen::stream_protocol::endpoint(
+          boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), d.tcp_port())));
+      sock_.set_option(boost::asio::ip::tcp::no_delay(true));  // frames sent in pieces go out at once
+    } else {
+      sock_.connect(gen::stream_protocol::endpoint(boost::asio::local::stream_protocol::endpoint(d.socket_path())));
+    }
   }
   void send(const std::string& b) { boost::asio::write(sock_, boost::asio::buffer(b)); }
   void hello() {
@@ -104,7 +110,7 @@ class RawClient {
 
  private:
   boost::asio::io_context io_;
-  boost::asio::local::stream_protocol::socket sock_{io_};
+  boost::asio::generic::stream_protocol::socket sock_{io_};
   protocol::FrameDecoder dec_{1 << 26};
 };
 

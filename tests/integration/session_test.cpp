@@ -293,6 +293,51 @@ TEST(SessionState, MariaDBStateIsResetBeforeAnotherClient) {
   EXPECT_EQ(error_code_of([&] { b.query("EXECUTE leak_stmt"); }), ErrorCode::sql_error);
 }
 
+// A cancel or a timeout that comes while the connection still runs the reset ahead of the statement
+// is meant for the statement. Sent at once, PostgreSQL's cancel stopped the DISCARD ALL instead:
+// the client got "could not reset the session", and its statement, sent in the same write, ran on
+// for its full length on a connection bindsd had given up on (the fault soak over TCP caught it).
+// Here the DISCARD ALL waits for a lock another session holds on the previous client's temporary
+// table, so the cancel lands inside it every time.
+TEST(SessionState, ACancelOrTimeoutDuringTheResetStopsTheStatementNotTheReset) {
+  BINDS_REQUIRE_URL("BINDS_TEST_PG_URL", pg);
+  const std::string app = "binds_rc_" + std::to_string(getpid());
+  Daemon d("default: db\nbinds:\n  db:\n    url: " + pg + "?application_name=" + app +
+           "\n    pool: { max: 1 }\n  holder:\n    url: " + pg + "\n    pool: { max: 1 }\n");
+  const std::string sleep_sql = "SELECT pg_sleep(10) AS reset_cancel_probe";
+  for (const bool by_timeout : {false, true}) {
+    SCOPED_TRACE(by_timeout ? "timeout" : "cancel");
+    auto a = d.connect();
+    a.query("CREATE TEMP TABLE rc_lock (x int)");
+    const std::string schema = scalar(a, "SELECT nspname FROM pg_namespace WHERE oid = pg_my_temp_schema()");
+    auto holder = d.connect();
+    holder.begin("holder");
+    holder.query("LOCK TABLE " + schema + ".rc_lock IN ACCESS SHARE MODE", {}, "holder");
+
+    auto c = d.connect();  // another client: its statement follows a DISCARD ALL, which now waits
+    const auto t0 = Clock::now();
+    auto id = c.send_query(sleep_sql, {}, std::nullopt, by_timeout ? 50 : 0);
+    std::optional<std::uint32_t> cancel;
+    std::this_thread::sleep_for(100ms);
+    if (!by_timeout) cancel = c.send_cancel(id);
+    std::this_thread::sleep_for(200ms);
+    holder.commit("holder");  // the reset can finish
+
+    Reply r = c.wait(id);
+    ASSERT_TRUE(r.error.has_value()) << "the statement was not stopped";
+    EXPECT_EQ(r.error->code, by_timeout ? ErrorCode::timeout : ErrorCode::cancelled) << r.error->message;
+    if (cancel) EXPECT_EQ(c.wait(*cancel).result.complete.affected, 1);
+    EXPECT_LT(Clock::now() - t0, 3s);
+    // The reset did its work on the same connection, and the statement is not running on anywhere.
+    EXPECT_EQ(scalar(c, "SELECT to_regclass('" + schema + ".rc_lock') IS NULL"), "true");
+    EXPECT_EQ(scalar(c, "SELECT count(*) FROM pg_stat_activity WHERE application_name = '" + app + "' AND query = '" +
+                            sleep_sql + "'"),
+              "0");
+    // One reset per client change: c after a, then the second round's a after c, and c after a.
+    EXPECT_EQ(cell(d.connect().admin("stats"), "db", "resets"), by_timeout ? "3" : "1");
+  }
+}
+
 // ---- disconnects ----
 
 TEST(Disconnect, ClientLeavingMidQueryCancelsItOnTheBackend) {

@@ -25,7 +25,7 @@ class Shell : public ::testing::Test {
     tmp_ = make_temp_dir("shelldb");
     daemon_ = std::make_unique<Daemon>("default: main\nbinds:\n  main: sqlite:///" + (tmp_ / "m.db").string() +
                                        "\n  other: \"sqlite:///" + (tmp_ / "o.db").string() + "\"\n");
-    sock_ = "--socket " + daemon_->address().substr(5) + " ";
+    sock_ = "--socket " + daemon_->socket_path() + " ";
   }
   void TearDown() override {
     daemon_.reset();
@@ -221,7 +221,7 @@ TEST_P(ShellCatalog, ListsTablesAndDescribesColumns) {
   auto dir = make_temp_dir("shellcat");
   BINDS_CASE_URL(GetParam(), dir, url);
   Daemon daemon("default: db\nbinds:\n  db: \"" + url + "\"\n");
-  const std::string sock = "--socket " + daemon.address().substr(5) + " ";
+  const std::string sock = "--socket " + daemon.socket_path() + " ";
   const std::string table = "shell_cat_" + std::to_string(getpid());
   auto r = shell(sock, "DROP TABLE IF EXISTS " + table + ";\nCREATE TABLE " + table +
                            " (id INTEGER NOT NULL, label VARCHAR(20) DEFAULT 'x', note TEXT);\n\\dt\n\\d " + table +
@@ -248,7 +248,7 @@ TEST_P(ShellCatalog, TransactionsAreStatements) {
   BINDS_CASE_URL(GetParam(), dir, url);
   Daemon daemon("default: db\nbinds:\n  db: \"" + url + "\"\n");
   const std::string table = "shell_tx_" + std::to_string(getpid());
-  auto r = run_cli("--socket " + daemon.address().substr(5),
+  auto r = run_cli("--socket " + daemon.socket_path(),
                    "DROP TABLE IF EXISTS " + table + ";\nCREATE TABLE " + table + " (x INTEGER);\nBEGIN;\nINSERT INTO " +
                        table + " VALUES (1);\nSELECT count(*) AS inside FROM " + table + ";\nROLLBACK;\n"
                        "SELECT count(*) AS after_rollback FROM " + table + ";\nDROP TABLE " + table + ";\n");
