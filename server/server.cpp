@@ -8,6 +8,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "binds/backend/blocking.hpp"
+
 namespace binds::server {
 
 using namespace std::chrono_literals;
@@ -32,6 +34,7 @@ Server::Server(std::shared_ptr<const Config> config, int threads, ConfigLoader l
       threads_(std::max(1, threads)),
       loader_(std::move(loader)),
       stop_timer_(io_) {
+  backend::reserve_cpus_for_io(static_cast<unsigned>(threads_));
   auto rt = std::make_shared<RouteTable>();
   rt->config = config;
   for (const auto& [key, bind] : config->binds) rt->pools[key] = engine::make_pool(io_.get_executor(), bind);

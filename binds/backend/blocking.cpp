@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -20,9 +21,19 @@ struct JobThreads::Sleeper {
   bool woken = false;
 };
 
+namespace {
+std::atomic<unsigned> io_cpus{0};
+}  // namespace
+
+void reserve_cpus_for_io(unsigned n) { io_cpus.store(n, std::memory_order_relaxed); }
+
 JobThreads::JobThreads(std::size_t threads, std::size_t active) {
   threads = std::max<std::size_t>(1, threads);
-  if (active == 0) active = std::max(1u, std::thread::hardware_concurrency());
+  if (active == 0) {
+    const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
+    const unsigned io = io_cpus.load(std::memory_order_relaxed);
+    active = cpus > io ? cpus - io : 1;
+  }
   active_ = std::min(active, threads);
   threads_.reserve(threads);
   for (std::size_t i = 0; i < threads; ++i) threads_.emplace_back([this] { loop(); });

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -91,6 +92,31 @@ TEST(JobThreads, OneActiveThreadRunsShortJobsAlone) {
   t.join();
   EXPECT_EQ(runs.load(), 1000);
   EXPECT_LE(ran_on.size(), 1 + t.stall_wakes()) << "a thread was woken beyond the one allowed to run";
+}
+
+TEST(JobThreads, ByDefaultAsManyRunAtOnceAsThereAreCpusTheIoThreadsLeave) {
+  // bindsd reserves its I/O threads' CPUs: on a machine of N CPUs with N I/O threads, one statement
+  // thread runs at a time (and more only through the monitor), where before every CPU had one.
+  const unsigned cpus = std::max(1u, std::thread::hardware_concurrency());
+  struct Restore {
+    ~Restore() { reserve_cpus_for_io(0); }
+  } restore;
+  reserve_cpus_for_io(cpus);
+  JobThreads t(8);
+  for (int i = 0; i < 500 && t.sleeping() < 8; ++i) std::this_thread::sleep_for(10ms);
+  ASSERT_EQ(t.sleeping(), 8u);
+  std::mutex mu;
+  std::set<std::thread::id> ran_on;
+  for (int round = 0; round < 50; ++round) {
+    for (int i = 0; i < 20; ++i)
+      t.post([&] {
+        std::lock_guard lock(mu);
+        ran_on.insert(std::this_thread::get_id());
+      });
+    std::this_thread::sleep_for(1ms);
+  }
+  t.join();
+  EXPECT_LE(ran_on.size(), 1 + t.stall_wakes()) << "more threads ran at once than the I/O threads leave CPUs for";
 }
 
 }  // namespace
