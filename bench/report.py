@@ -5,7 +5,8 @@
 
 Each line carries "case" (pg1, pg16, ...), "contender" (direct, pgbouncer, bindsd), "round" and the
 load generator's own fields (qps, p50_us, ...); run.sh adds proxy_cpu_us (utime+stime of PgBouncer
-or bindsd over the run) and, for bindsd's stream, proxy_hwm_kb. Every figure in the table is the
+or bindsd over the run), machine_cpu_us and machine_busy (every process's CPU from /proc/stat, and
+the busy share of the cores in thousandths) and, for bindsd's stream, proxy_hwm_kb. Every figure in the table is the
 median over rounds.
 """
 import argparse
@@ -155,6 +156,26 @@ def main():
     if per_request:
         out += ["**bindsd per request, by workload** (CPU µs / minor page faults, medians over rounds): "
                 + "; ".join(per_request), ""]
+    # The whole machine's CPU per query (every process and the kernel): the load generator and the
+    # databases share the cores with the proxy, so this, not the proxy's own share, bounds the qps.
+    machine = []
+    for case, label in (("pg16", "PG 16"), ("pg200", "PG 200"), ("my16", "MariaDB 16"), ("lite16", "SQLite 16")):
+        parts = []
+        for contender, name in (("direct", "direct"), ("pgbouncer", "PgBouncer"), ("bindsd", "bindsd"),
+                                ("bindsd-seen", "bindsd seen")):
+            rs = [r for r in runs if r["case"] == case and r["contender"] == contender and r.get("total_queries")
+                  and "machine_cpu_us" in r]
+            if not rs:
+                continue
+            cpu = statistics.median(r["machine_cpu_us"] / r["total_queries"] for r in rs)
+            busy = statistics.median(r["machine_busy"] / 10 for r in rs)
+            parts.append(f"{name} {cpu:.1f} µs ({busy:.0f}% busy)")
+        if parts:
+            machine.append(f"{label}: " + ", ".join(parts))
+    if machine:
+        out += ["**Whole machine per query** (all processes and the kernel, from /proc/stat across the run ÷ "
+                "queries; in brackets how busy the cores were): "
+                + "; ".join(machine), ""]
     if hwm is not None:
         out += [f"**bindsd peak RSS during the 1,000,000-row stream** (VmHWM, reset just before it): "
                 f"{hwm / 1024:.1f} MiB", ""]

@@ -256,6 +256,12 @@ proc_usage() {  # utime + stime (clock ticks) and minor page faults of a process
   echo "$((${12} + ${13})) $8"
 }
 
+machine_usage() {  # busy and total clock ticks of the whole machine so far (all CPUs, /proc/stat)
+  local _cpu user nice system idle iowait irq softirq steal _rest
+  read -r _cpu user nice system idle iowait irq softirq steal _rest </proc/stat
+  echo "$((user + nice + system + irq + softirq + steal)) $((user + nice + system + idle + iowait + irq + softirq + steal))"
+}
+
 STREAM_SQL='SELECT g, md5(g::text) FROM generate_series(1,1000000) g'
 ROUND=0
 
@@ -269,9 +275,15 @@ run() {
     bindsd | bindsd-seen) pid=$BINDSD_PID ;;
   esac
   [[ $workload == stream && $contender == bindsd ]] && echo 5 >"/proc/$BINDSD_PID/clear_refs"  # reset VmHWM
+  local m0 m1 mt0 mt1
   [[ -n $pid ]] && read -r t0 f0 < <(proc_usage "$pid")
+  read -r m0 mt0 < <(machine_usage)
   out=$(timeout 300 "$LOADGEN" --label "$workload/$contender" "$@" 2>>"$WORK/loadgen.err") || rc=$?
+  read -r m1 mt1 < <(machine_usage)
   [[ -n $pid ]] && read -r t1 f1 < <(proc_usage "$pid")
+  # Every process's CPU (load generator, database servers, proxy, kernel): on a machine the
+  # contenders share, what a query costs in all decides how many fit.
+  extra+=",\"machine_cpu_us\":$(((m1 - m0) * 1000000 / CLK_TCK)),\"machine_busy\":$(((m1 - m0) * 1000 / (mt1 - mt0 > 0 ? mt1 - mt0 : 1)))"
   [[ -n $pid ]] && extra+=",\"proxy_cpu_us\":$(((t1 - t0) * 1000000 / CLK_TCK)),\"proxy_minflt\":$((f1 - f0))"
   if [[ $workload == stream && $contender == bindsd ]]; then
     extra+=",\"proxy_hwm_kb\":$(awk '/^VmHWM:/ {print $2}' "/proc/$BINDSD_PID/status")"
