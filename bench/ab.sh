@@ -2,12 +2,12 @@
 # Interleaved A/B of two bindsd builds (or one build under two environments) on SELECT 1: the quick
 # way to tell whether a change to the data path pays, on a shared, noisy machine. Both daemons run
 # at once with the same configuration (PostgreSQL and MariaDB binds of 10 connections each, from
-# scripts/testdb.sh's environment, and pgseen: the PostgreSQL one with `reset: seen`); the load
-# generator alternates between them, round by round, and the medians of qps and of the daemon's
-# CPU per query (utime+stime from /proc) are compared.
+# scripts/testdb.sh's environment; pgseen: the PostgreSQL one with `reset: seen`; lite: the bench's
+# SQLite point select); the load generator alternates between them, round by round, and the
+# medians of qps and of the daemon's CPU per query (utime+stime from /proc) are compared.
 #
 #   scripts/testdb.sh start /tmp/bt && . /tmp/bt/env
-#   bench/ab.sh [--rounds N] [--conns N] [--depth N] [--bind pg|pgseen|my] [--duration S] \
+#   bench/ab.sh [--rounds N] [--conns N] [--depth N] [--bind pg|pgseen|my|lite] [--duration S] \
 #     "A: [VAR=value ...] /path/to/bindsd" "B: [VAR=value ...] /path/to/bindsd"
 # e.g. bench/ab.sh "/tmp/old/bindsd" "build-test/server/bindsd"
 #      bench/ab.sh "build-test/server/bindsd" "LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libmimalloc.so.2 build-test/server/bindsd"
@@ -54,6 +54,9 @@ binds:
   my:
     url: \${AB_MY_URL}
     pool: { max: 10, min: 10 }
+  lite:
+    url: sqlite:///$work/lite.db
+    pool: { max: 10, min: 10 }
 Y
   # shellcheck disable=SC2086 # the command is words: environment assignments, then the binary
   AB_PG_URL="$BINDS_TEST_PG_URL" AB_MY_URL=$BINDS_TEST_MYSQL_URL \
@@ -61,6 +64,14 @@ Y
   pids+=($!)
   echo "$port $!"
 }
+# The bench's SQLite table (bench/run.sh), shared by both daemons: the workload only reads it.
+/usr/bin/python3 - "$work/lite.db" <<'EOF'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+c.execute("CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+c.executemany("INSERT INTO kv VALUES (?, ?)", [(i, "value-%d" % i) for i in range(1, 10001)])
+c.commit()
+EOF
 read -r port_a pid_a < <(start a "$1")
 read -r port_b pid_b < <(start b "$2")
 pids=("$pid_a" "$pid_b")
@@ -72,8 +83,9 @@ for ((r = 1; r <= rounds; r++)); do
   for x in $order; do
     if [[ $x == a ]]; then port=$port_a pid=$pid_a; else port=$port_b pid=$pid_b; fi
     c0=$(cpu_ticks "$pid")
+    query=(); [[ $bind == lite ]] && query=(--query 'SELECT v FROM kv WHERE k = ?' --param 4242)  # as bench/run.sh
     out=$("$loadgen" --mode binds --addr "tcp:127.0.0.1:$port" --bind "$bind" --conns "$conns" --depth "$depth" \
-      --duration "$duration" --warmup 0)
+      --duration "$duration" --warmup 0 "${query[@]}")
     c1=$(cpu_ticks "$pid")
     qps=$(grep -o '"qps":[0-9.]*' <<<"$out" | cut -d: -f2)
     n=$(grep -o '"queries":[0-9]*' <<<"$out" | cut -d: -f2)
