@@ -65,13 +65,7 @@ Y
   echo "$port $!"
 }
 # The bench's SQLite table (bench/run.sh), shared by both daemons: the workload only reads it.
-/usr/bin/python3 - "$work/lite.db" <<'EOF'
-import sqlite3, sys
-c = sqlite3.connect(sys.argv[1])
-c.execute("CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
-c.executemany("INSERT INTO kv VALUES (?, ?)", [(i, "value-%d" % i) for i in range(1, 10001)])
-c.commit()
-EOF
+/usr/bin/python3 "$repo/bench/lite_db.py" "$work/lite.db"
 read -r port_a pid_a < <(start a "$1")
 read -r port_b pid_b < <(start b "$2")
 pids=("$pid_a" "$pid_b")

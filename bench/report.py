@@ -6,8 +6,8 @@
 Each line carries "case" (pg1, pg16, ...), "contender" (direct, pgbouncer, bindsd), "round" and the
 load generator's own fields (qps, p50_us, ...); run.sh adds proxy_cpu_us (utime+stime of PgBouncer
 or bindsd over the run), machine_cpu_us and machine_busy (every process's CPU from /proc/stat, and
-the busy share of the cores in thousandths) and, for bindsd's stream, proxy_hwm_kb. Every figure in the table is the
-median over rounds.
+the busy share of the cores in thousandths) and, for bindsd's stream, proxy_hwm_kb. Every figure in
+the table is the median over rounds.
 """
 import argparse
 import datetime

@@ -207,13 +207,7 @@ PGB_URL=postgresql://binds:binds-secret@127.0.0.1:$PGB_PORT/bindstest
 log "starting bindsd"
 BINDS_PORT=$(free_port)
 mkdir -p "$WORK/bindsd"
-/usr/bin/python3 - "$WORK/bindsd/lite.db" <<'EOF'
-import sqlite3, sys
-c = sqlite3.connect(sys.argv[1])
-c.execute("CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
-c.executemany("INSERT INTO kv VALUES (?, ?)", [(i, "value-%d" % i) for i in range(1, 10001)])
-c.commit()
-EOF
+/usr/bin/python3 "$REPO/bench/lite_db.py" "$WORK/bindsd/lite.db"
 cat >"$WORK/bindsd/binds.yaml" <<EOF
 listen:
   tcp: 127.0.0.1:$BINDS_PORT

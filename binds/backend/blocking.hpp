@@ -18,16 +18,6 @@
 
 namespace binds::backend {
 
-// Threads that run jobs in the order posted, as few at a time as keep the CPUs busy.
-//
-// asio::thread_pool woke an idle thread for every job: with 8 threads and SQLite point selects
-// that was 7 futex calls and 2.5 context switches per statement, a quarter of bindsd's CPU. Here a
-// post wakes a sleeping thread only while fewer than `active` threads are running (one per CPU by
-// default); otherwise the job waits for a running thread to finish its own, which a short
-// statement does within microseconds. A long statement must not hold up the rest, so a monitor
-// checks every millisecond while jobs wait: if no job was taken since its last look, it wakes
-// another thread, up to `threads`. An idle thread sleeps on a wake-up of its own (the one that
-// went idle last is woken first, its caches warm).
 // The CPUs the process's event loops keep busy (bindsd's --threads). Statement threads that run
 // at once stay that many below the machine's CPUs: the event loop carries most of a request's CPU,
 // and workers woken beside it only take turns with it. On 2 cores with one I/O thread, SQLite point
@@ -36,6 +26,16 @@ namespace binds::backend {
 // Call before the first SQLite bind opens.
 void reserve_cpus_for_io(unsigned n);
 
+// Threads that run jobs in the order posted, as few at a time as keep the CPUs busy.
+//
+// asio::thread_pool woke an idle thread for every job: with 8 threads and SQLite point selects
+// that was 7 futex calls and 2.5 context switches per statement, a quarter of bindsd's CPU. Here a
+// post wakes a sleeping thread only while fewer than `active` threads are running (by default one
+// per CPU the I/O threads leave); otherwise the job waits for a running thread to finish its own,
+// which a short statement does within microseconds. A long statement must not hold up the rest,
+// so a monitor checks every millisecond while jobs wait: if no job was taken since its last look,
+// it wakes another thread, up to `threads`. An idle thread sleeps on a wake-up of its own (the one
+// that went idle last is woken first, its caches warm).
 class JobThreads {
  public:
   // active: how many of the threads run at once; 0: one per CPU not reserved for I/O.
