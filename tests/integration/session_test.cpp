@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "client/format.hpp"
+#include "direct.hpp"
 #include "harness.hpp"
 
 namespace binds::test {
@@ -326,7 +327,9 @@ TEST(SessionState, ACancelOrTimeoutDuringTheResetStopsTheStatementNotTheReset) {
     Reply r = c.wait(id);
     ASSERT_TRUE(r.error.has_value()) << "the statement was not stopped";
     EXPECT_EQ(r.error->code, by_timeout ? ErrorCode::timeout : ErrorCode::cancelled) << r.error->message;
-    if (cancel) EXPECT_EQ(c.wait(*cancel).result.complete.affected, 1);
+    if (cancel) {
+      EXPECT_EQ(c.wait(*cancel).result.complete.affected, 1);
+    }
     EXPECT_LT(Clock::now() - t0, 3s);
     // The reset did its work on the same connection, and the statement is not running on anywhere.
     EXPECT_EQ(scalar(c, "SELECT to_regclass('" + schema + ".rc_lock') IS NULL"), "true");
@@ -335,6 +338,58 @@ TEST(SessionState, ACancelOrTimeoutDuringTheResetStopsTheStatementNotTheReset) {
               "0");
     // One reset per client change: c after a, then the second round's a after c, and c after a.
     EXPECT_EQ(cell(d.connect().admin("stats"), "db", "resets"), by_timeout ? "3" : "1");
+  }
+}
+
+// The same race on MariaDB. Its reset (COM_RESET_CONNECTION) waits for nothing another session
+// holds, so the server is frozen (SIGSTOP) while the reset is in flight: the cancel, or a 50 ms
+// statement timeout, arrives with the reset unanswered. bindsd's cancel there is a KILL QUERY on
+// another connection, and it must land on the statement. (The build before the engine's fix passes
+// this too: opening that connection outlasts the reset once the server thaws.)
+TEST(SessionState, MariaDBACancelOrTimeoutDuringTheResetStopsTheStatementNotTheReset) {
+  BINDS_REQUIRE_URL("BINDS_TEST_MYSQL_URL", my);
+  Daemon d("default: db\nbinds:\n  db:\n    url: " + my + "\n    pool: { max: 1 }\n");
+  const std::string sleep_sql = "SELECT SLEEP(10) AS reset_cancel_probe";
+  for (const bool by_timeout : {false, true}) {
+    SCOPED_TRACE(by_timeout ? "timeout" : "cancel");
+    {
+      auto a = d.connect();
+      a.query("SET @leak = 42");  // a session change: the next client's statement follows a reset
+      a.query("CREATE TEMPORARY TABLE leak_tmp (v int)");
+    }
+    auto c = d.connect();
+    struct Thaw {
+      bool frozen = false;
+      ~Thaw() {
+        if (frozen) testdb("thaw-mysql");
+      }
+    } thaw;
+    testdb("freeze-mysql");
+    thaw.frozen = true;
+    const auto t0 = Clock::now();
+    auto id = c.send_query(sleep_sql, {}, std::nullopt, by_timeout ? 50 : 0);
+    std::optional<std::uint32_t> cancel;
+    std::this_thread::sleep_for(100ms);
+    if (!by_timeout) cancel = c.send_cancel(id);
+    std::this_thread::sleep_for(200ms);
+    testdb("thaw-mysql");  // the reset can finish
+    thaw.frozen = false;
+
+    Reply r = c.wait(id);
+    ASSERT_TRUE(r.error.has_value()) << "the statement was not stopped";
+    EXPECT_EQ(r.error->code, by_timeout ? ErrorCode::timeout : ErrorCode::cancelled) << r.error->message;
+    if (cancel) {
+      EXPECT_EQ(c.wait(*cancel).result.complete.affected, 1);
+    }
+    EXPECT_LT(Clock::now() - t0, 4s);
+    // The reset did its work on the same connection, and the statement runs nowhere.
+    EXPECT_EQ(scalar(c, "SELECT @leak IS NULL"), "1");
+    EXPECT_EQ(error_code_of([&] { c.query("SELECT * FROM leak_tmp"); }), ErrorCode::sql_error);
+    EXPECT_EQ(as_int(direct(my, "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO = '" + sleep_sql +
+                                    "'")
+                         .at(0)
+                         .at(0)),
+              0);
   }
 }
 
