@@ -410,12 +410,22 @@ class MysqlConnection final : public Connection {
 
   asio::awaitable<void> run_text(const std::string& sql, ResultSink& sink, Outcome& out, bool& result_set) {
     MYSQL* m = h_.get();
+    // mysql_real_query sends the query and at once tries to read the answer, which cannot be there
+    // yet: one failed recv() per statement. Sending, waiting for the answer here, then reading it
+    // saves that call.
     int err = 0;
     co_await drive(
-        *sock_, m,
-        [&] { return mysql_real_query_start(&err, m, sql.data(), static_cast<unsigned long>(sql.size())); },
-        [&](int ev) { return mysql_real_query_cont(&err, m, ev); });
-    if (err != 0) {
+        *sock_, m, [&] { return mysql_send_query_start(&err, m, sql.data(), static_cast<unsigned long>(sql.size())); },
+        [&](int ev) { return mysql_send_query_cont(&err, m, ev); });
+    my_bool failed = err != 0;
+    if (!failed) {
+      // Cancelled or not, the read below decides: on a shut-down socket it fails at once.
+      if (sock_->watching()) co_await sock_->wait(MYSQL_WAIT_READ, 0, std::nullopt);
+      co_await drive(
+          *sock_, m, [&] { return mysql_read_query_result_start(&failed, m); },
+          [&](int ev) { return mysql_read_query_result_cont(&failed, m, ev); });
+    }
+    if (failed) {
       set_error(out, error_of(m));
       co_return;
     }

@@ -101,6 +101,14 @@ asio::awaitable<int> Socket::wait(int status, unsigned library_timeout_ms,
   if (!sd_.is_open()) co_return MYSQL_WAIT_TIMEOUT;
   if (until && *until <= Clock::now()) co_return MYSQL_WAIT_TIMEOUT;
   if (!rd && !wr && !until) co_return 0;
+  if (rd != wr && !until) {
+    // One direction, no clock (a statement's every read): a plain wait, without the shared state
+    // and the cancellations that async_wait_any needs to race three waits.
+    error_code ec;
+    co_await sd_.async_wait(rd ? Descriptor::wait_read : Descriptor::wait_write,
+                            asio::redirect_error(asio::use_awaitable, ec));
+    co_return ec ? 0 : (rd ? MYSQL_WAIT_READ : MYSQL_WAIT_WRITE);
+  }
   co_return co_await async_wait_any(sd_, timer_, rd, wr, until, asio::use_awaitable);
 }
 
