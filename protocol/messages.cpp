@@ -386,7 +386,7 @@ std::string encode_empty(FrameType type, std::uint32_t id) {
   return finish_frame(std::move(f), type, id);
 }
 
-std::string encode_columns(std::uint32_t id, const std::vector<Column>& columns) {
+std::string encode_columns(std::uint32_t id, std::span<const Column> columns) {
   std::string f = start_frame();
   StringSink sink{f};
   Packer pk(sink);

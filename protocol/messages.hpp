@@ -99,7 +99,7 @@ std::string encode_cancel(std::uint32_t id, std::uint32_t target);
 std::string encode_admin(std::uint32_t id, const AdminRequest& m);
 std::string encode_table(std::uint32_t id, const Table& m);
 std::string encode_empty(FrameType type, std::uint32_t id);  // PING, LIST_BINDS, PONG
-std::string encode_columns(std::uint32_t id, const std::vector<Column>& columns);
+std::string encode_columns(std::uint32_t id, std::span<const Column> columns);
 std::string encode_complete(std::uint32_t id, const Complete& m);
 std::string encode_error(std::uint32_t id, const ErrorInfo& m);
 std::string encode_binds(std::uint32_t id, const std::vector<BindInfo>& binds);

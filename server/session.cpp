@@ -42,7 +42,7 @@ class NativeResponder final : public engine::Responder {
   void columns(std::uint32_t id, std::span<const protocol::Column> cols) override {
     auto& p = pending_[id];
     flush(id, p);
-    auto frame = protocol::encode_columns(id, std::vector<protocol::Column>(cols.begin(), cols.end()));
+    auto frame = protocol::encode_columns(id, cols);
     if (frame.size() - protocol::kHeaderSize > limits_.max_frame) {
       // No frame may exceed max_frame and a COLUMNS frame cannot be split: the result is refused
       // whole (its rows are read and dropped), never sent in part.
