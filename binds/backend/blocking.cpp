@@ -138,17 +138,75 @@ namespace {
 // own executor. Holds no I/O object, so an Exchange may die on any thread.
 struct Waker {
   virtual ~Waker() = default;
-  virtual void wake() = 0;
+  // On an I/O thread: runs the handler (inline when its executor allows).
+  virtual void resume() = 0;
 };
+
+// Wake-ups that workers hand to one io_context, resumed in batches. A worker's completion posted
+// on its own lands behind the event loop's own turn, so the I/O thread ran one epoll_wait per
+// statement between them; here a burst of completions costs one post, and the wake-ups that come
+// while it waits join it (profiled: 0.75 epoll_wait per SQLite statement on the I/O thread).
+class WakeInbox final : public asio::execution_context::service {
+ public:
+  using key_type = WakeInbox;
+  static inline asio::execution_context::id id;
+
+  explicit WakeInbox(asio::execution_context& ctx) : asio::execution_context::service(ctx) {}
+
+  // Any thread. `ex`: the waker's executor, where a new batch is posted (with one I/O thread, the
+  // io_context's own; with a strand, the others are then dispatched from inside it, which posts).
+  void push(std::unique_ptr<Waker> w, const asio::any_io_executor& ex) {
+    bool post = false;
+    {
+      std::lock_guard lock(mu_);
+      items_.push_back(std::move(w));
+      // After shutdown nothing runs: the handler waits to be destroyed with the context.
+      post = !scheduled_ && !shut_;
+      scheduled_ = true;
+    }
+    if (post) asio::post(ex, [this] { drain(); });
+  }
+
+ private:
+  void drain() {
+    {
+      std::lock_guard lock(mu_);
+      batch_.swap(items_);
+      scheduled_ = false;
+    }
+    for (auto& w : batch_) w->resume();
+    batch_.clear();
+  }
+  void shutdown() override {
+    std::vector<std::unique_ptr<Waker>> dead;
+    std::lock_guard lock(mu_);
+    shut_ = true;
+    dead.swap(items_);
+  }
+
+  std::mutex mu_;
+  std::vector<std::unique_ptr<Waker>> items_;
+  std::vector<std::unique_ptr<Waker>> batch_;  // the I/O thread's: being resumed (kept for its storage)
+  bool scheduled_ = false;
+  bool shut_ = false;
+};
+
 template <class Handler>
 struct HandlerWaker final : Waker {
-  explicit HandlerWaker(Handler h) : handler(std::move(h)) {}
-  void wake() override {
-    auto ex = asio::get_associated_executor(handler);
-    asio::post(ex, [h = std::move(handler)]() mutable { h(); });
-  }
+  explicit HandlerWaker(Handler h)
+      : handler(std::move(h)),
+        executor(asio::get_associated_executor(handler)),
+        inbox(&asio::use_service<WakeInbox>(asio::query(executor, asio::execution::context))) {}
+  void resume() override { asio::dispatch(executor, std::move(handler)); }
   Handler handler;
+  asio::any_io_executor executor;
+  WakeInbox* inbox;
 };
+
+// Hands a waker to its context's inbox.
+void wake(std::unique_ptr<Waker> w, WakeInbox& inbox, const asio::any_io_executor& ex) {
+  inbox.push(std::move(w), ex);
+}
 
 // What a worker hands back to the awaiting coroutine: batches of rows, then the end.
 struct Exchange {
@@ -206,10 +264,16 @@ struct Exchange {
           std::unique_lock lock(mu);
           if (!batches.empty() || done || aborted) {
             lock.unlock();
-            HandlerWaker<decltype(handler)>(std::move(handler)).wake();
+            auto w = std::make_unique<HandlerWaker<decltype(handler)>>(std::move(handler));
+            auto& inbox_now = *w->inbox;
+            auto ex = w->executor;
+            wake(std::move(w), inbox_now, ex);
             return;
           }
-          waker = std::make_unique<HandlerWaker<decltype(handler)>>(std::move(handler));
+          auto w = std::make_unique<HandlerWaker<decltype(handler)>>(std::move(handler));
+          inbox = w->inbox;
+          inbox_executor = w->executor;
+          waker = std::move(w);
         },
         asio::use_awaitable);
   }
@@ -229,12 +293,14 @@ struct Exchange {
   }
 
   void wake_locked() {
-    if (auto w = std::move(waker)) w->wake();
+    if (waker) wake(std::move(waker), *inbox, inbox_executor);
   }
 
   std::mutex mu;
   std::condition_variable space;
   std::unique_ptr<Waker> waker;  // set while the consumer waits
+  WakeInbox* inbox = nullptr;    // where waker goes to be resumed
+  asio::any_io_executor inbox_executor;
   std::deque<std::pair<Batch, std::size_t>> batches;
   std::size_t queued_bytes = 0;
   bool stop = false;     // the consumer wants no more rows
