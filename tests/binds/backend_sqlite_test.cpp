@@ -197,8 +197,8 @@ TEST_F(SqliteBackend, StatementsThatFinishWhileTheLoopIsBusyAreResumedTogether) 
   int done = 0, failed = 0;
   for (auto& c : conns) {
     sinks.push_back(std::make_unique<CollectSink>());
-    // Long enough (tens of ms) to end only once the loop has stepped away.
-    const char* sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 200000) SELECT max(x) FROM c";
+    // Long enough (milliseconds) to end only once the loop has stepped away.
+    const char* sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 30000) SELECT max(x) FROM c";
     asio::co_spawn(io_, c->execute(Statement{sql, {}}, *sinks.back()), [&](std::exception_ptr e, Outcome o) {
       ++done;
       if (e || o.error) ++failed;
@@ -207,7 +207,7 @@ TEST_F(SqliteBackend, StatementsThatFinishWhileTheLoopIsBusyAreResumedTogether) 
   io_.restart();
   io_.poll();  // every statement is handed to the workers; the loop then stays away
   ASSERT_EQ(done, 0) << "the statements finished before the loop stepped away; nothing to measure";
-  std::this_thread::sleep_for(1500ms);  // the workers finish all of them meanwhile
+  std::this_thread::sleep_for(3s);  // the workers finish all of them meanwhile (ThreadSanitizer: ~0.1 s each)
   io_.restart();
   const std::size_t handlers = io_.poll();
   EXPECT_EQ(done, kStatements);
