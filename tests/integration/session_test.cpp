@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <functional>
 #include <thread>
 
 #include "client/format.hpp"
@@ -294,6 +295,37 @@ TEST(SessionState, MariaDBStateIsResetBeforeAnotherClient) {
   EXPECT_EQ(error_code_of([&] { b.query("EXECUTE leak_stmt"); }), ErrorCode::sql_error);
 }
 
+// Runs a testdb.sh command when it goes out of scope, unless cmd was cleared: puts a backend back
+// even when a test fails half-way.
+struct Restore {
+  std::string cmd;
+  ~Restore() {
+    if (!cmd.empty()) testdb(cmd);
+  }
+};
+
+// Sends `sql` on c, which a reset holds up, and stops it by a 50 ms statement timeout or by a cancel
+// 100 ms in; release() lets the reset finish 300 ms in. The statement must end CANCELLED or TIMEOUT
+// (and the cancel be acknowledged) within `limit`.
+void expect_stopped_during_reset(Client& c, const std::string& sql, bool by_timeout,
+                                 const std::function<void()>& release, std::chrono::seconds limit) {
+  const auto t0 = Clock::now();
+  auto id = c.send_query(sql, {}, std::nullopt, by_timeout ? 50 : 0);
+  std::optional<std::uint32_t> cancel;
+  std::this_thread::sleep_for(100ms);
+  if (!by_timeout) cancel = c.send_cancel(id);
+  std::this_thread::sleep_for(200ms);
+  release();
+
+  Reply r = c.wait(id);
+  ASSERT_TRUE(r.error.has_value()) << "the statement was not stopped";
+  EXPECT_EQ(r.error->code, by_timeout ? ErrorCode::timeout : ErrorCode::cancelled) << r.error->message;
+  if (cancel) {
+    EXPECT_EQ(c.wait(*cancel).result.complete.affected, 1);
+  }
+  EXPECT_LT(Clock::now() - t0, limit);
+}
+
 // A cancel or a timeout that comes while the connection still runs the reset ahead of the statement
 // is meant for the statement. Sent at once, PostgreSQL's cancel stopped the DISCARD ALL instead:
 // the client got "could not reset the session", and its statement, sent in the same write, ran on
@@ -316,21 +348,8 @@ TEST(SessionState, ACancelOrTimeoutDuringTheResetStopsTheStatementNotTheReset) {
     holder.query("LOCK TABLE " + schema + ".rc_lock IN ACCESS SHARE MODE", {}, "holder");
 
     auto c = d.connect();  // another client: its statement follows a DISCARD ALL, which now waits
-    const auto t0 = Clock::now();
-    auto id = c.send_query(sleep_sql, {}, std::nullopt, by_timeout ? 50 : 0);
-    std::optional<std::uint32_t> cancel;
-    std::this_thread::sleep_for(100ms);
-    if (!by_timeout) cancel = c.send_cancel(id);
-    std::this_thread::sleep_for(200ms);
-    holder.commit("holder");  // the reset can finish
-
-    Reply r = c.wait(id);
-    ASSERT_TRUE(r.error.has_value()) << "the statement was not stopped";
-    EXPECT_EQ(r.error->code, by_timeout ? ErrorCode::timeout : ErrorCode::cancelled) << r.error->message;
-    if (cancel) {
-      EXPECT_EQ(c.wait(*cancel).result.complete.affected, 1);
-    }
-    EXPECT_LT(Clock::now() - t0, 3s);
+    ASSERT_NO_FATAL_FAILURE(expect_stopped_during_reset(
+        c, sleep_sql, by_timeout, [&] { holder.commit("holder"); }, 3s));  // the commit lets the reset finish
     // The reset did its work on the same connection, and the statement is not running on anywhere.
     EXPECT_EQ(scalar(c, "SELECT to_regclass('" + schema + ".rc_lock') IS NULL"), "true");
     EXPECT_EQ(scalar(c, "SELECT count(*) FROM pg_stat_activity WHERE application_name = '" + app + "' AND query = '" +
@@ -358,30 +377,15 @@ TEST(SessionState, MariaDBACancelOrTimeoutDuringTheResetStopsTheStatementNotTheR
       a.query("CREATE TEMPORARY TABLE leak_tmp (v int)");
     }
     auto c = d.connect();
-    struct Thaw {
-      bool frozen = false;
-      ~Thaw() {
-        if (frozen) testdb("thaw-mysql");
-      }
-    } thaw;
+    Restore thaw{"thaw-mysql"};
     testdb("freeze-mysql");
-    thaw.frozen = true;
-    const auto t0 = Clock::now();
-    auto id = c.send_query(sleep_sql, {}, std::nullopt, by_timeout ? 50 : 0);
-    std::optional<std::uint32_t> cancel;
-    std::this_thread::sleep_for(100ms);
-    if (!by_timeout) cancel = c.send_cancel(id);
-    std::this_thread::sleep_for(200ms);
-    testdb("thaw-mysql");  // the reset can finish
-    thaw.frozen = false;
-
-    Reply r = c.wait(id);
-    ASSERT_TRUE(r.error.has_value()) << "the statement was not stopped";
-    EXPECT_EQ(r.error->code, by_timeout ? ErrorCode::timeout : ErrorCode::cancelled) << r.error->message;
-    if (cancel) {
-      EXPECT_EQ(c.wait(*cancel).result.complete.affected, 1);
-    }
-    EXPECT_LT(Clock::now() - t0, 4s);
+    ASSERT_NO_FATAL_FAILURE(expect_stopped_during_reset(
+        c, sleep_sql, by_timeout,
+        [&] {
+          testdb("thaw-mysql");  // the reset can finish
+          thaw.cmd.clear();
+        },
+        4s));
     // The reset did its work on the same connection, and the statement runs nowhere.
     EXPECT_EQ(scalar(c, "SELECT @leak IS NULL"), "1");
     EXPECT_EQ(error_code_of([&] { c.query("SELECT * FROM leak_tmp"); }), ErrorCode::sql_error);
@@ -420,13 +424,6 @@ TEST(Disconnect, ClientLeavingMidQueryCancelsItOnTheBackend) {
 }
 
 // ---- backends that crash or hang ----
-
-struct Restore {
-  std::string cmd;
-  ~Restore() {
-    if (!cmd.empty()) testdb(cmd);
-  }
-};
 
 // Whether the default bind answers again within 20 s (after its server came back).
 bool answers_again(Client& c) {
